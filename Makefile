@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make demo` (offline CPU demo) and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export KEDRO_DISABLE_TELEMETRY := 1
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+DEMO_VIDEOS := data/01_raw/videos
+DEMO_OUTPUT := data/07_model_output
+
+.PHONY: setup demo test lint viz clean-demo
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/action100m demo-footage --out $(DEMO_VIDEOS)
+	$(BIN)/kedro run --env demo --params "videos_dir=$(DEMO_VIDEOS),output_dir=$(DEMO_OUTPUT)"
+	$(BIN)/action100m validate --allow-missing-captions $(DEMO_OUTPUT)/action100m.parquet
+	$(BIN)/action100m stats $(DEMO_OUTPUT)/action100m.parquet
+	@echo
+	@echo "Release parquet : $(DEMO_OUTPUT)/action100m.parquet"
+	@echo "Per-video trees : $(DEMO_OUTPUT)/trees/"
+	@echo "Errors table    : $(DEMO_OUTPUT)/errors.jsonl"
+	@echo "Graph           : .venv/bin/kedro viz run   (http://127.0.0.1:4141)"
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+clean-demo:
+	rm -rf $(DEMO_OUTPUT)/* mlflow.db

@@ -1,0 +1,13 @@
+"""The project's Kedro datasets."""
+
+from action100m.datasets.partitions import PartitionLoaders, VideoPartitionsDataset
+from action100m.datasets.tables import JSONLinesDataset, ReleaseParquetDataset
+from action100m.datasets.video_folder import VideoFolderDataset
+
+__all__ = [
+    "JSONLinesDataset",
+    "PartitionLoaders",
+    "ReleaseParquetDataset",
+    "VideoFolderDataset",
+    "VideoPartitionsDataset",
+]

@@ -1,0 +1,34 @@
+"""Stage 1 embedders behind one interface; the backend is a config line."""
+
+from action100m.embedders.base import Embedder
+from action100m.embedders.color_histogram import ColorHistogramEmbedder
+from action100m.embedders.vjepa2 import VJEPA2Embedder
+from action100m.embedders.windows import embed_frame_stream, window_starts
+from action100m.params import EmbedderParams
+
+__all__ = [
+    "ColorHistogramEmbedder",
+    "Embedder",
+    "VJEPA2Embedder",
+    "embed_frame_stream",
+    "make_embedder",
+    "window_starts",
+]
+
+
+def make_embedder(params: EmbedderParams) -> Embedder:
+    """Build the configured embedder (weights load later, in ``setup()``)."""
+    if params.backend == "color_histogram":
+        embedder: Embedder = ColorHistogramEmbedder()
+        embedder.window, embedder.window_stride = params.window, params.window_stride
+        return embedder
+    if not params.model_id:
+        raise ValueError("segmentation.embedder.model_id is required for vjepa2")
+    return VJEPA2Embedder(
+        model_id=params.model_id,
+        revision=params.revision,
+        device=params.device,
+        dtype=params.dtype,
+        window=params.window,
+        window_stride=params.window_stride,
+    )

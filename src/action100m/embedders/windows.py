@@ -1,0 +1,125 @@
+"""Streaming sliding-window embedding of a video's sampled frames."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from action100m.embedders.base import Embedder
+
+
+def window_starts(n_frames: int, window: int, stride: int) -> list[int]:
+    """Start indices of the windows that cover ``n_frames`` sampled frames.
+
+    Regular starts ``0, stride, ...`` while a full window fits; one last window
+    aligned to the end covers any tail; fewer frames than a window give one
+    (padded) window at 0.
+    """
+    if n_frames <= window:
+        return [0]
+    starts = list(range(0, n_frames - window + 1, stride))
+    if starts[-1] + window < n_frames:
+        starts.append(n_frames - window)
+    return starts
+
+
+class _Accumulator:
+    """Per-frame sums and counts of window outputs, grown on demand."""
+
+    def __init__(self) -> None:
+        self.sums: np.ndarray | None = None
+        self.counts = np.zeros(0, dtype=np.int64)
+
+    def add(self, first: int, last: int, vector: np.ndarray) -> None:
+        if self.sums is None:
+            self.sums = np.zeros((1024, vector.shape[-1]), dtype=np.float64)
+            self.counts = np.zeros(1024, dtype=np.int64)
+        if last > len(self.counts):
+            size = max(last, 2 * len(self.counts))
+            self.sums = np.resize(self.sums, (size, self.sums.shape[1]))
+            self.sums[len(self.counts) :] = 0
+            grown = np.zeros(size, dtype=np.int64)
+            grown[: len(self.counts)] = self.counts
+            self.counts = grown
+        self.sums[first:last] += vector
+        self.counts[first:last] += 1
+
+    def mean(self, n_frames: int) -> np.ndarray:
+        if self.sums is None:
+            raise ValueError("no window was embedded")
+        counts = self.counts[:n_frames]
+        if (counts == 0).any():
+            missing = int(np.flatnonzero(counts == 0)[0])
+            raise ValueError(f"sampled frame {missing} is covered by no window")
+        return (self.sums[:n_frames] / counts[:, None]).astype(np.float32)
+
+
+def embed_frame_stream(
+    embedder: Embedder,
+    batches: Iterable[tuple[np.ndarray, np.ndarray]],
+    batch_size: int = 4,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embed a stream of sampled frames with overlapping windows.
+
+    Each window's time steps are spread over the frames they stand for; a frame's
+    embedding is the mean over all windows that cover it. Only the frames of
+    windows still to run are held in memory.
+
+    Args:
+        embedder: The (set-up) embedder; its ``window``/``window_stride`` apply.
+        batches: ``(times, frames)`` batches from :func:`~action100m.video.sample_frames`.
+        batch_size: Windows per embedder call.
+
+    Returns:
+        ``(times, embeddings)``: float64 ``(N,)`` and float32 ``(N, D)``.
+    """
+    window, stride = embedder.window, embedder.window_stride
+    acc = _Accumulator()
+    held: list = []  # preprocessed frames from index `offset` on
+    offset = 0
+    times: list[np.ndarray] = []
+    pending: list[int] = []
+    next_start = 0
+
+    def run(starts: list[int], n_known: int) -> None:
+        windows = []
+        for start in starts:
+            frames = held[start - offset : start - offset + window]
+            frames = frames + [frames[-1]] * (window - len(frames))
+            windows.append(frames)
+        out = np.asarray(embedder(embedder.stack(windows)), dtype=np.float32)
+        per_step = max(1, window // out.shape[1])
+        for start, steps in zip(starts, out, strict=True):
+            for j, vector in enumerate(steps):
+                first = start + j * per_step
+                last = min(first + per_step, n_known)
+                if first < last:
+                    acc.add(first, last, vector)
+
+    for batch_times, frames in batches:
+        times.append(np.asarray(batch_times, dtype=np.float64))
+        held.extend(embedder.preprocess(frames))
+        n_known = offset + len(held)
+        while next_start + window <= n_known:
+            pending.append(next_start)
+            next_start += stride
+        while len(pending) >= batch_size:
+            run(pending[:batch_size], n_known)
+            pending = pending[batch_size:]
+        # Keep the last full window too: the end-aligned tail window may need it.
+        keep_from = min(pending[0] if pending else next_start, n_known - window)
+        if keep_from > offset:
+            del held[: keep_from - offset]
+            offset = keep_from
+
+    all_times = np.concatenate(times) if times else np.zeros(0)
+    n_frames = len(all_times)
+    if n_frames == 0:
+        raise ValueError("no frames to embed")
+    issued = range(0, next_start, stride)
+    tail = [s for s in window_starts(n_frames, window, stride) if s not in issued]
+    remaining = pending + tail
+    for i in range(0, len(remaining), batch_size):
+        run(remaining[i : i + batch_size], n_frames)
+    return all_times, acc.mean(n_frames)

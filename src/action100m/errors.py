@@ -1,0 +1,64 @@
+"""Per-video failures: recorded on the data, counted, never raised through a run."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class VideoError(Exception):
+    """A specific, expected problem with one input video or its sidecar."""
+
+
+@dataclass(frozen=True)
+class VideoFailure:
+    """Why one video has no output from one stage.
+
+    Attributes:
+        video_uid: The video's id.
+        stage: The pipeline stage that failed (``ingest``, ``segmentation``, ...).
+        reason: A specific, readable cause.
+        source: The input file, when known.
+    """
+
+    video_uid: str
+    stage: str
+    reason: str
+    source: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VideoFailure:
+        return cls(**{k: data.get(k) for k in ("video_uid", "stage", "reason", "source")})
+
+
+def record_failure(
+    stage: str, video_uid: str, work: Callable[[], T], source: str | None = None
+) -> T | VideoFailure:
+    """Run one video's work; turn any exception into a :class:`VideoFailure`.
+
+    Args:
+        stage: Stage name recorded with the failure.
+        video_uid: The video being processed.
+        work: The per-video computation.
+        source: The input file, for the record.
+
+    Returns:
+        The work's result, or the failure that replaced it.
+    """
+    try:
+        return work()
+    except VideoError as exc:
+        reason = str(exc)
+    except Exception as exc:  # noqa: BLE001 - one video must not stop the run
+        logger.debug("%s failed for %s", stage, video_uid, exc_info=True)
+        reason = f"{type(exc).__name__}: {exc}"
+    logger.warning("%s: video %s failed: %s", stage, video_uid, reason)
+    return VideoFailure(video_uid, stage, reason, source)

@@ -1,0 +1,21 @@
+"""Project pipelines."""
+
+from kedro.framework.project import find_pipelines
+from kedro.pipeline import Pipeline
+
+# Stage order of the default run.
+STAGES = ("ingest", "segmentation", "export")
+
+
+def register_pipelines() -> dict[str, Pipeline]:
+    """Register the project's pipelines.
+
+    Returns:
+        A mapping from pipeline names to ``Pipeline`` objects; ``__default__`` runs
+        every stage in order.
+    """
+    pipelines = find_pipelines(raise_errors=True)
+    pipelines["__default__"] = sum(
+        (pipelines[name] for name in STAGES), start=Pipeline([])
+    )
+    return pipelines

@@ -1,0 +1,30 @@
+"""Export pipeline wiring."""
+
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import collect_errors, export_video_trees, iter_release_rows
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                func=export_video_trees,
+                inputs=["segment_trees", "video_manifest"],
+                outputs="release_trees",
+                name="export_video_trees_node",
+            ),
+            Node(
+                func=iter_release_rows,
+                inputs=["release_trees", "video_manifest"],
+                outputs="release_parquet",
+                name="write_release_parquet_node",
+            ),
+            Node(
+                func=collect_errors,
+                inputs=["release_trees", "video_manifest", "ingest_errors"],
+                outputs="errors_table",
+                name="collect_errors_node",
+            ),
+        ]
+    )

@@ -1,0 +1,24 @@
+"""Segmentation pipeline wiring (paper Stage 1)."""
+
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import build_segment_trees, embed_frames
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                func=embed_frames,
+                inputs=["video_manifest", "params:segmentation"],
+                outputs="frame_embeddings",
+                name="embed_frames_node",
+            ),
+            Node(
+                func=build_segment_trees,
+                inputs=["frame_embeddings", "video_manifest", "params:segmentation"],
+                outputs="segment_trees",
+                name="build_segment_trees_node",
+            ),
+        ]
+    )

@@ -1,0 +1,93 @@
+"""Corpus statistics of a release-schema table (``action100m stats``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from action100m.tree import SegmentTree
+
+DURATION_BINS = (("0-3", 0.0, 3.0), ("3-10", 3.0, 10.0), ("10-60", 10.0, 60.0),
+                 ("60+", 60.0, float("inf")))
+WORD_FIELDS = (
+    "plm_caption", "llama3_caption", "summary_brief", "summary_detailed",
+    "action_brief", "action_detailed", "action_actor",
+)
+
+
+def _node_texts(node: dict[str, Any]) -> dict[str, str | None]:
+    gpt = node.get("gpt") or {}
+    summary, action = gpt.get("summary") or {}, gpt.get("action") or {}
+    return {
+        "plm_caption": node.get("plm_caption"),
+        "llama3_caption": node.get("llama3_caption"),
+        "summary_brief": summary.get("brief"),
+        "summary_detailed": summary.get("detailed"),
+        "action_brief": action.get("brief"),
+        "action_detailed": action.get("detailed"),
+        "action_actor": action.get("actor"),
+    }
+
+
+def compute_stats(table: pa.Table) -> dict[str, Any]:
+    """Counts, depth, duration histogram, mean words per field and N/A rate.
+
+    Args:
+        table: A release-schema table.
+
+    Returns:
+        ``videos``, ``nodes``, ``leaves``, ``gpt_nodes``, ``max_depth``,
+        ``nodes_per_video``, ``duration_hist`` (fractions of all nodes),
+        ``mean_words`` (per field, over nodes where it is present; None if never)
+        and ``na_rate`` (share of gpt nodes whose ``action.brief`` is "N/A").
+    """
+    videos = nodes = leaves = gpt_nodes = na = max_depth = 0
+    hist = dict.fromkeys((name for name, _, _ in DURATION_BINS), 0)
+    words = {f: [0, 0] for f in WORD_FIELDS}
+    for row in table.to_pylist():
+        tree = SegmentTree.from_release_row(row)
+        videos += 1
+        nodes += len(tree.nodes)
+        leaves += len(tree.leaves())
+        max_depth = max(max_depth, tree.max_depth() if tree.nodes else 0)
+        for raw in row["nodes"] or []:
+            duration = raw["end"] - raw["start"]
+            for name, low, high in DURATION_BINS:
+                if low <= duration < high:
+                    hist[name] += 1
+            if raw.get("gpt") is not None:
+                gpt_nodes += 1
+                action = raw["gpt"].get("action") or {}
+                na += (action.get("brief") or "").strip() == "N/A"
+            for field, text in _node_texts(raw).items():
+                if text is not None:
+                    words[field][0] += len(text.split())
+                    words[field][1] += 1
+    return {
+        "videos": videos,
+        "nodes": nodes,
+        "leaves": leaves,
+        "gpt_nodes": gpt_nodes,
+        "max_depth": max_depth,
+        "nodes_per_video": nodes / videos if videos else 0.0,
+        "duration_hist": {k: (v / nodes if nodes else 0.0) for k, v in hist.items()},
+        "mean_words": {f: (s / c if c else None) for f, (s, c) in words.items()},
+        "na_rate": na / gpt_nodes if gpt_nodes else None,
+    }
+
+
+def format_stats(stats: dict[str, Any]) -> str:
+    """A readable two-column table of :func:`compute_stats`' result."""
+    lines = []
+    for key in ("videos", "nodes", "leaves", "gpt_nodes", "max_depth"):
+        lines.append(f"{key:<28}{stats[key]}")
+    lines.append(f"{'nodes_per_video':<28}{stats['nodes_per_video']:.1f}")
+    for name, share in stats["duration_hist"].items():
+        lines.append(f"{'duration ' + name + ' s':<28}{share:.1%}")
+    for field, mean in stats["mean_words"].items():
+        shown = "-" if mean is None else f"{mean:.1f}"
+        lines.append(f"{'words ' + field:<28}{shown}")
+    na = stats["na_rate"]
+    lines.append(f"{'na_rate':<28}{'-' if na is None else f'{na:.2%}'}")
+    return "\n".join(lines)

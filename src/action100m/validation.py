@@ -1,0 +1,40 @@
+"""Checks of a whole release-schema file (``action100m validate``)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from action100m.schema import schema_differences
+from action100m.tree import SegmentTree
+
+
+def table_violations(
+    table: pa.Table, require_captions: bool = True, strict: bool = False
+) -> list[str]:
+    """Schema differences plus every tree's invariant violations.
+
+    Args:
+        table: The table read from a release-schema parquet.
+        require_captions: Require the Stage 2/3 fields where the release has them.
+        strict: Also require ``plm_caption`` on every node (see
+            :meth:`~action100m.tree.SegmentTree.violations`).
+
+    Returns:
+        Readable violations; empty when the file is a valid release file.
+    """
+    problems = schema_differences(table.schema)
+    if problems:
+        return problems
+    seen: set[str] = set()
+    for row in table.to_pylist():
+        uid = row["video_uid"]
+        if uid is None:
+            problems.append("a row has no video_uid")
+            continue
+        if uid in seen:
+            problems.append(f"{uid}: video_uid appears twice")
+        seen.add(uid)
+        problems += SegmentTree.from_release_row(row).violations(
+            require_captions, strict
+        )
+    return problems
