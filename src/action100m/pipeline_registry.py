@@ -15,7 +15,9 @@ def register_pipelines() -> dict[str, Pipeline]:
         every stage in order.
     """
     pipelines = find_pipelines(raise_errors=True)
-    pipelines["__default__"] = sum(
-        (pipelines[name] for name in STAGES), start=Pipeline([])
-    )
+    # `kedro run --pipeline NAME` discovers only the pipelines it asks for.
+    if all(name in pipelines for name in STAGES):
+        pipelines["__default__"] = sum(
+            (pipelines[name] for name in STAGES), start=Pipeline([])
+        )
     return pipelines

@@ -1,0 +1,75 @@
+"""The project's datasets: atomic writes, resume, failure records."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from kedro.io import DatasetError
+
+from action100m.datasets import (
+    JSONLinesDataset,
+    ReleaseParquetDataset,
+    VideoPartitionsDataset,
+)
+from action100m.errors import VideoFailure
+from action100m.schema import RELEASE_SCHEMA
+
+
+def test_partitions_skip_existing_and_route_failures(tmp_path):
+    ds = VideoPartitionsDataset(path=str(tmp_path / "p"), format="npz")
+    calls = []
+
+    def work(uid):
+        calls.append(uid)
+        if uid == "bad":
+            return VideoFailure(uid, "segmentation", "broken stream")
+        return {"x": np.arange(3) + len(uid)}
+
+    ds.save({u: (lambda u=u: work(u)) for u in ["a", "bad", "ccc"]})
+    loaded = ds.load()
+    assert loaded.failed == {"bad"}
+    assert loaded["bad"]().reason == "broken stream"
+    np.testing.assert_array_equal(loaded["ccc"]()["x"], [3, 4, 5])
+
+    calls.clear()
+    ds.save({u: (lambda u=u: work(u)) for u in ["a", "bad", "ccc"]})
+    assert calls == ["bad"]  # finished videos are not recomputed
+    ds.save({"bad": {"x": np.zeros(1)}})
+    assert ds.load().failed == set()  # a later success clears the record
+    assert not list((tmp_path / "p").rglob("*.tmp"))
+
+
+def test_failed_write_leaves_no_partition(tmp_path):
+    ds = VideoPartitionsDataset(path=str(tmp_path / "p"), format="json")
+
+    def explode():
+        raise RuntimeError("disk full")
+
+    with pytest.raises(DatasetError):
+        ds.save({"a": {"value": object()}})
+    with pytest.raises(DatasetError, match="disk full|Failed while saving"):
+        ds.save({"b": explode})
+    assert list((tmp_path / "p").iterdir()) == []
+    with pytest.raises(DatasetError):
+        ds.save({"../escape": {"x": 1}})
+
+
+def test_release_parquet_streams_rows_and_jsonl_roundtrip(tmp_path):
+    rows = (
+        {"video_uid": f"v{i}", "metadata": {"title": "t"}, "nodes": []} for i in range(5)
+    )
+    ds = ReleaseParquetDataset(
+        filepath=str(tmp_path / "r.parquet"), save_args={"rows_per_group": 2}
+    )
+    ds.save(rows)
+    meta = pq.read_metadata(tmp_path / "r.parquet")
+    assert meta.num_rows == 5 and meta.num_row_groups == 3
+    assert ds.load().schema.equals(RELEASE_SCHEMA, check_metadata=False)
+    ReleaseParquetDataset(filepath=str(tmp_path / "e.parquet")).save(iter(()))
+    assert pq.read_table(tmp_path / "e.parquet").num_rows == 0
+
+    jl = JSONLinesDataset(filepath=str(tmp_path / "x" / "e.jsonl"))
+    assert jl.load() == []
+    jl.save([{"a": "é"}, {"b": 2}])
+    assert jl.load() == [{"a": "é"}, {"b": 2}]

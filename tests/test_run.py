@@ -1,0 +1,96 @@
+"""The whole project as a user runs it: ``kedro run --env demo`` on real footage."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from action100m.schema import RELEASE_SCHEMA
+from action100m.validation import table_violations
+
+ROOT = Path(__file__).resolve().parents[1]
+KEDRO = str(Path(sys.executable).with_name("kedro"))
+
+
+def kedro_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "KEDRO_DISABLE_TELEMETRY": "1",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
+    return subprocess.run(
+        [KEDRO, "run", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=600, check=False,
+    )
+
+
+@pytest.fixture
+def videos(tmp_path, cut_videos):
+    folder, cuts = cut_videos
+    target = tmp_path / "videos"
+    shutil.copytree(folder, target)
+    (target / "broken.mp4").write_bytes(b"\x00" * 100)
+    return target, cuts
+
+
+@pytest.mark.slow
+def test_demo_run_writes_release_files_and_resumes(tmp_path, videos):
+    folder, cuts = videos
+    out = tmp_path / "out"
+    params = f"videos_dir={folder},output_dir={out}"
+    first = kedro_run(tmp_path, "--env", "demo", "--params", params)
+    assert first.returncode == 0, first.stderr[-3000:]
+
+    table = pq.read_table(out / "action100m.parquet")
+    assert table.schema.equals(RELEASE_SCHEMA, check_metadata=False)
+    assert sorted(table.column("video_uid").to_pylist()) == sorted(cuts)
+    assert table_violations(table, require_captions=False) == []
+    row = table.to_pylist()[0]
+    assert row["metadata"]["title"] == f"Video {row['video_uid']}"
+    for uid in cuts:
+        tree_json = json.loads((out / "trees" / f"{uid}.json").read_text())
+        assert tree_json["video_uid"] == [uid]
+    errors = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
+    assert [(e["video_uid"], e["stage"]) for e in errors] == [("broken", "ingest")]
+
+    # A rerun resumes: finished partitions are neither recomputed nor rewritten.
+    partitions = sorted((out / "intermediate").rglob("*.npz")) + sorted(
+        (out / "intermediate" / "segment_trees").glob("*.json")
+    )
+    stamps = {p: p.stat().st_mtime_ns for p in partitions}
+    (out / "intermediate" / "segment_trees" / "cuts_b.json").unlink()
+    second = kedro_run(tmp_path, "--env", "demo", "--params", params)
+    assert second.returncode == 0, second.stderr[-3000:]
+    for path, stamp in stamps.items():
+        if path.name != "cuts_b.json":
+            assert path.stat().st_mtime_ns == stamp, path
+    assert (out / "intermediate" / "segment_trees" / "cuts_b.json").exists()
+    assert pq.read_table(out / "action100m.parquet").equals(table)
+
+
+@pytest.mark.slow
+def test_stages_rerun_alone_and_bad_params_fail_before_work(tmp_path, videos):
+    folder, _ = videos
+    out = tmp_path / "out"
+    params = f"videos_dir={folder},output_dir={out}"
+    ingest = kedro_run(tmp_path, "--env", "demo", "--pipeline", "ingest", "--params", params)
+    assert ingest.returncode == 0, ingest.stderr[-3000:]
+    assert not (out / "intermediate" / "segment_trees").exists()
+    seg = kedro_run(
+        tmp_path, "--env", "demo", "--pipeline", "segmentation", "--params", params
+    )
+    assert seg.returncode == 0, seg.stderr[-3000:]
+    assert len(list((out / "intermediate" / "segment_trees").glob("*.json"))) == 3
+
+    bad = kedro_run(
+        tmp_path, "--env", "demo", "--params", params + ",segmentation.frame_stride=0"
+    )
+    assert bad.returncode != 0
+    assert "frame_stride" in bad.stdout + bad.stderr
