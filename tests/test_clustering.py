@@ -13,7 +13,9 @@ def test_same_merges_and_distances_as_sklearn(n, dim, seed):
     x = np.random.default_rng(seed).normal(size=(n, dim)).cumsum(axis=0)
     ones = np.ones(n - 1)
     chain = sparse.diags([ones, ones], [-1, 1], shape=(n, n), format="csr")
-    children, _, _, _, distances = ward_tree(x, connectivity=chain, return_distance=True)
+    children, _, _, _, distances = ward_tree(
+        x, connectivity=chain, return_distance=True
+    )
     ours = temporal_ward_linkage(x)
     assert [set(p) for p in ours[:, :2].astype(int).tolist()] == [
         set(p) for p in children.tolist()

@@ -57,7 +57,8 @@ def test_failed_write_leaves_no_partition(tmp_path):
 
 def test_release_parquet_streams_rows_and_jsonl_roundtrip(tmp_path):
     rows = (
-        {"video_uid": f"v{i}", "metadata": {"title": "t"}, "nodes": []} for i in range(5)
+        {"video_uid": f"v{i}", "metadata": {"title": "t"}, "nodes": []}
+        for i in range(5)
     )
     ds = ReleaseParquetDataset(
         filepath=str(tmp_path / "r.parquet"), save_args={"rows_per_group": 2}

@@ -26,8 +26,13 @@ def kedro_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
     }
     return subprocess.run(
-        [KEDRO, "run", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=600, check=False,
+        [KEDRO, "run", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
 
 
@@ -80,7 +85,9 @@ def test_stages_rerun_alone_and_bad_params_fail_before_work(tmp_path, videos):
     folder, _ = videos
     out = tmp_path / "out"
     params = f"videos_dir={folder},output_dir={out}"
-    ingest = kedro_run(tmp_path, "--env", "demo", "--pipeline", "ingest", "--params", params)
+    ingest = kedro_run(
+        tmp_path, "--env", "demo", "--pipeline", "ingest", "--params", params
+    )
     assert ingest.returncode == 0, ingest.stderr[-3000:]
     assert not (out / "intermediate" / "segment_trees").exists()
     seg = kedro_run(

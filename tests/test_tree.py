@@ -17,9 +17,7 @@ from action100m.validation import table_violations
 
 def _tree_from_blocks(lengths, seconds_per_frame=0.16, seed=0) -> SegmentTree:
     rng = np.random.default_rng(seed)
-    x = np.concatenate(
-        [rng.normal(10 * i, 0.1, (n, 4)) for i, n in enumerate(lengths)]
-    )
+    x = np.concatenate([rng.normal(10 * i, 0.1, (n, 4)) for i, n in enumerate(lengths)])
     times = np.arange(len(x)) * seconds_per_frame
     return SegmentTree.from_merge_tree(
         "vid", temporal_ward_linkage(x), times, len(x) * seconds_per_frame

@@ -36,7 +36,9 @@ class VideoFailure:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VideoFailure:
-        return cls(**{k: data.get(k) for k in ("video_uid", "stage", "reason", "source")})
+        return cls(
+            **{k: data.get(k) for k in ("video_uid", "stage", "reason", "source")}
+        )
 
 
 def record_failure(

@@ -21,9 +21,22 @@ CLIPS = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
 # at frames 30, 76, 137 and 242, so only one of its shots is used.
 CLIP_SHOT_FRAMES = {"bikes.mp4": (137, 242)}
 PHOTOS = (
-    "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
-    "immunohistochemistry", "camera", "coins", "brick", "grass", "moon", "horse",
-    "page", "text", "logo", "gravel",
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "camera",
+    "coins",
+    "brick",
+    "grass",
+    "moon",
+    "horse",
+    "page",
+    "text",
+    "logo",
+    "gravel",
 )
 
 
@@ -86,7 +99,9 @@ def _clip_frames(name: str, n: int, width: int, height: int) -> Iterator[np.ndar
         yield cycle[i % len(cycle)]
 
 
-def shot_frames(shot: Shot, fps: float, width: int, height: int) -> Iterator[np.ndarray]:
+def shot_frames(
+    shot: Shot, fps: float, width: int, height: int
+) -> Iterator[np.ndarray]:
     """Frames of one shot at the output size."""
     n = max(1, round(shot.seconds * fps))
     if shot.source in CLIPS:

@@ -76,7 +76,9 @@ def schema_differences(schema: pa.Schema) -> list[str]:
             problems.append(f"missing column {name!r} ({typ})")
         elif not found[name].equals(typ):
             problems.append(f"column {name!r} has type {found[name]}, expected {typ}")
-    problems += [f"unexpected column {name!r}" for name in found if name not in expected]
+    problems += [
+        f"unexpected column {name!r}" for name in found if name not in expected
+    ]
     if not problems and list(found) != list(expected):
         problems.append(f"columns in order {list(found)}, expected {list(expected)}")
     return problems or ["schema differs from the release schema"]

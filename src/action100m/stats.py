@@ -8,11 +8,20 @@ import pyarrow as pa
 
 from action100m.tree import SegmentTree
 
-DURATION_BINS = (("0-3", 0.0, 3.0), ("3-10", 3.0, 10.0), ("10-60", 10.0, 60.0),
-                 ("60+", 60.0, float("inf")))
+DURATION_BINS = (
+    ("0-3", 0.0, 3.0),
+    ("3-10", 3.0, 10.0),
+    ("10-60", 10.0, 60.0),
+    ("60+", 60.0, float("inf")),
+)
 WORD_FIELDS = (
-    "plm_caption", "llama3_caption", "summary_brief", "summary_detailed",
-    "action_brief", "action_detailed", "action_actor",
+    "plm_caption",
+    "llama3_caption",
+    "summary_brief",
+    "summary_detailed",
+    "action_brief",
+    "action_detailed",
+    "action_actor",
 )
 
 

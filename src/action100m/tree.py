@@ -144,9 +144,8 @@ class SegmentTree:
         lo[:n] = hi[:n] = np.arange(n)
         left = np.empty(n - 1, dtype=np.int64)
         right = np.empty(n - 1, dtype=np.int64)
-        for i, (a, b) in enumerate(link[:, :2].astype(np.int64)):
-            if lo[a] > lo[b]:
-                a, b = b, a
+        for i, pair in enumerate(link[:, :2].astype(np.int64)):
+            a, b = sorted(pair, key=lambda c: lo[c])
             if hi[a] + 1 != lo[b]:
                 raise ValueError(f"merge {i} joins non-adjacent frame ranges")
             left[i], right[i] = a, b

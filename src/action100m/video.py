@@ -31,7 +31,9 @@ class VideoSource:
     def open_container(self) -> Iterator[av.container.InputContainer]:
         """Open the file with PyAV (local paths directly, other URLs via fsspec)."""
         if get_protocol(self.path) in ("file", "local"):
-            with av.open(self.path.removeprefix("file://"), metadata_errors="ignore") as c:
+            with av.open(
+                self.path.removeprefix("file://"), metadata_errors="ignore"
+            ) as c:
                 yield c
         else:
             with fsspec.open(self.path, "rb") as handle, av.open(handle) as c:
@@ -151,8 +153,10 @@ def sample_frames(
                     continue
                 if size is None:
                     size = even_size(frame.width, frame.height, short_side)
-                t = frame.time if frame.time is not None else index / float(
-                    stream.average_rate or 25
+                t = (
+                    frame.time
+                    if frame.time is not None
+                    else index / float(stream.average_rate or 25)
                 )
                 origin = t if origin is None else origin
                 last_time = t - origin

@@ -20,7 +20,9 @@ def atomic_open(fs: fsspec.AbstractFileSystem, path: str) -> Iterator[IO[bytes]]
     stores publish an object only when its upload completes, so they are written
     directly.
     """
-    local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+    local = "file" in (
+        fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    )
     if not local:
         with fs.open(path, "wb") as handle:
             yield handle

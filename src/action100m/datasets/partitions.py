@@ -115,7 +115,9 @@ class VideoPartitionsDataset(AbstractDataset[dict[str, Any], PartitionLoaders]):
             return []
         names = [posixpath.basename(p) for p in self._fs.ls(folder, detail=False)]
         return sorted(
-            n[: -len(suffix)] for n in names if n.endswith(suffix) and not n.startswith(".")
+            n[: -len(suffix)]
+            for n in names
+            if n.endswith(suffix) and not n.startswith(".")
         )
 
     # --------------------------------------------------------------- reading
@@ -175,7 +177,11 @@ class VideoPartitionsDataset(AbstractDataset[dict[str, Any], PartitionLoaders]):
                 self._fs.rm(self.error_path(uid))
             written += 1
         logger.info(
-            "%s: %d written, %d already done, %d failed", self._path, written, skipped, failed
+            "%s: %d written, %d already done, %d failed",
+            self._path,
+            written,
+            skipped,
+            failed,
         )
 
     def _exists(self) -> bool:

@@ -39,8 +39,14 @@ class _FileDataset(AbstractDataset):
         self._fs, self._path = fsspec.core.url_to_fs(
             self._filepath, **(credentials or {}), **(fs_args or {})
         )
-        self._load_args = {**getattr(self, "DEFAULT_LOAD_ARGS", {}), **(load_args or {})}
-        self._save_args = {**getattr(self, "DEFAULT_SAVE_ARGS", {}), **(save_args or {})}
+        self._load_args = {
+            **getattr(self, "DEFAULT_LOAD_ARGS", {}),
+            **(load_args or {}),
+        }
+        self._save_args = {
+            **getattr(self, "DEFAULT_SAVE_ARGS", {}),
+            **(save_args or {}),
+        }
         self.metadata = metadata
 
     def _exists(self) -> bool:

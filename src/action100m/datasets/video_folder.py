@@ -23,7 +23,16 @@ from kedro.io import AbstractDataset, DatasetError
 from action100m.video import VideoSource
 
 VIDEO_EXTENSIONS = (
-    ".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".flv", ".ts"
+    ".mp4",
+    ".mkv",
+    ".webm",
+    ".mov",
+    ".avi",
+    ".m4v",
+    ".mpg",
+    ".mpeg",
+    ".flv",
+    ".ts",
 )
 SIDECAR_EXTENSIONS = (".json", ".srt", ".vtt")
 

@@ -1,10 +1,16 @@
 """Stage 1 embedders behind one interface; the backend is a config line."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from action100m.embedders.base import Embedder
 from action100m.embedders.color_histogram import ColorHistogramEmbedder
 from action100m.embedders.vjepa2 import VJEPA2Embedder
 from action100m.embedders.windows import embed_frame_stream, window_starts
-from action100m.params import EmbedderParams
+
+if TYPE_CHECKING:
+    from action100m.params import EmbedderParams
 
 __all__ = [
     "ColorHistogramEmbedder",

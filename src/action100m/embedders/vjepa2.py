@@ -73,13 +73,16 @@ class VJEPA2Embedder(Embedder):
         self.short_side = int(size.get("shortest_edge") or 256)
 
     def setup(self) -> None:
-        import torch
         from transformers import VJEPA2Model
 
         self.device = resolve_device(self.device)
         torch_dtype = resolve_dtype(self.dtype, self.device)
+        # SDPA keeps attention memory linear in tokens (18,432 per window).
         self.model = VJEPA2Model.from_pretrained(
-            self.model_id, revision=self.revision, dtype=torch_dtype
+            self.model_id,
+            revision=self.revision,
+            dtype=torch_dtype,
+            attn_implementation="sdpa",
         )
         self.model.to(self.device).eval()
         self._torch_dtype = torch_dtype

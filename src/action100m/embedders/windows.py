@@ -68,7 +68,8 @@ def embed_frame_stream(
 
     Args:
         embedder: The (set-up) embedder; its ``window``/``window_stride`` apply.
-        batches: ``(times, frames)`` batches from :func:`~action100m.video.sample_frames`.
+        batches: ``(times, frames)`` batches from
+            :func:`~action100m.video.sample_frames`.
         batch_size: Windows per embedder call.
 
     Returns:

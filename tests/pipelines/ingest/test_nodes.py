@@ -21,7 +21,9 @@ def _write_frames(path, n_frames, fps=25, size=(64, 48)):
         stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
         for i in range(n_frames):
             image = np.full((size[1], size[0], 3), (i * 7) % 255, dtype=np.uint8)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+            container.mux(
+                stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24"))
+            )
         container.mux(stream.encode())
 
 
@@ -45,8 +47,16 @@ def messy_folder(tmp_path, cut_videos):
     folder, _ = cut_videos
     shutil.copy(folder / "cuts_a.mp4", tmp_path / "good.mp4")
     (tmp_path / "good.json").write_text(
-        json.dumps({"title": "Good", "view_count": 12, "transcript": [
-            {"time": "2.5", "text": "second"}, {"time": 0.5, "text": "first"}]})
+        json.dumps(
+            {
+                "title": "Good",
+                "view_count": 12,
+                "transcript": [
+                    {"time": "2.5", "text": "second"},
+                    {"time": 0.5, "text": "first"},
+                ],
+            }
+        )
     )
     (tmp_path / "empty.mp4").write_bytes(b"")
     data = (folder / "cuts_b.mp4").read_bytes()
@@ -110,9 +120,13 @@ def test_unsafe_uid_is_rejected(tmp_path, cut_videos):
 
 
 def test_vtt_and_broken_timing():
-    vtt = "WEBVTT\n\nNOTE hi\n\n00:01.500 --> 00:02.000\nA\n\n1:00:00.000 --> 1:00:01.000\nB\n"
+    vtt = (
+        "WEBVTT\n\nNOTE hi\n\n00:01.500 --> 00:02.000\nA\n\n"
+        "1:00:00.000 --> 1:00:01.000\nB\n"
+    )
     assert parse_subtitles(vtt) == [
-        {"time": "1.5", "text": "A"}, {"time": "3600", "text": "B"}
+        {"time": "1.5", "text": "A"},
+        {"time": "3600", "text": "B"},
     ]
     with pytest.raises(Exception, match="timing line"):
         parse_subtitles("1\n00:00:01 -> 00:00:02\nX\n\n2\n00:00:aa --> 1\nY\n")

@@ -19,7 +19,10 @@ from action100m.video import VideoInfo, VideoSource, probe_video, sample_frames
 DEMO_PARAMS = SegmentationParams(
     frame_stride=4,
     embedder=EmbedderParams(
-        backend="color_histogram", model_id=None, window=1, window_stride=1,
+        backend="color_histogram",
+        model_id=None,
+        window=1,
+        window_stride=1,
         batch_size=64,
     ),
 )
@@ -72,7 +75,9 @@ def test_sampler_keeps_one_of_every_stride_frames_with_stream_times(cut_videos):
     assert len(times) == int(np.ceil(12.0 * 25 / 4))
 
 
-@pytest.mark.parametrize(("n", "window", "stride"), [(3, 8, 4), (8, 8, 4), (37, 8, 3), (50, 5, 5)])
+@pytest.mark.parametrize(
+    ("n", "window", "stride"), [(3, 8, 4), (8, 8, 4), (37, 8, 3), (50, 5, 5)]
+)
 def test_windows_cover_every_frame_and_average_per_frame(n, window, stride):
     rng = np.random.default_rng(n)
     frames = rng.integers(0, 255, size=(n, 12, 16, 3), dtype=np.uint8)
@@ -96,8 +101,12 @@ def test_tiny_vjepa2_runs_end_to_end(cut_videos, tiny_vjepa2):
     params = SegmentationParams(
         frame_stride=4,
         embedder=EmbedderParams(
-            backend="vjepa2", model_id=str(tiny_vjepa2), device="cpu",
-            window=8, window_stride=4, batch_size=2,
+            backend="vjepa2",
+            model_id=str(tiny_vjepa2),
+            device="cpu",
+            window=8,
+            window_stride=4,
+            batch_size=2,
         ),
     )
     embedder = VJEPA2Embedder(str(tiny_vjepa2), device="cpu", window=8, window_stride=4)

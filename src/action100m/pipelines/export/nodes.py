@@ -54,7 +54,8 @@ def iter_release_rows(
     uids = [
         v["video_uid"]
         for v in video_manifest
-        if v["video_uid"] in release_trees and v["video_uid"] not in release_trees.failed
+        if v["video_uid"] in release_trees
+        and v["video_uid"] not in release_trees.failed
     ]
     logger.info("export: %d videos in the release parquet", len(uids))
     return (

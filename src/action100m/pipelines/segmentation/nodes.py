@@ -45,7 +45,11 @@ def embed_video(
     times, embeddings = embed_frame_stream(
         embedder, batches, batch_size=params.embedder.batch_size
     )
-    return {"frame_times": times, "embeddings": embeddings, "duration": video["duration"]}
+    return {
+        "frame_times": times,
+        "embeddings": embeddings,
+        "duration": video["duration"],
+    }
 
 
 def embed_frames(
@@ -65,7 +69,9 @@ def embed_frames(
     def work(video: dict[str, Any]) -> Any:
         embedder.ensure_setup()  # a model that cannot load fails the run, once
         return record_failure(
-            STAGE, video["video_uid"], lambda: embed_video(embedder, video, params),
+            STAGE,
+            video["video_uid"],
+            lambda: embed_video(embedder, video, params),
             video["path"],
         )
 
