@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 DEMO_VIDEOS := data/01_raw/videos
 DEMO_OUTPUT := data/07_model_output
 
-.PHONY: setup demo test lint viz clean-demo
+.PHONY: setup demo test lint viz mlflow clean-demo
 
 setup: $(STAMP)
 
@@ -29,7 +29,8 @@ demo: setup
 	@echo "Release parquet : $(DEMO_OUTPUT)/action100m.parquet"
 	@echo "Per-video trees : $(DEMO_OUTPUT)/trees/"
 	@echo "Errors table    : $(DEMO_OUTPUT)/errors.jsonl"
-	@echo "Graph           : .venv/bin/kedro viz run   (http://127.0.0.1:4141)"
+	@echo "MLflow runs     : mlflow.db   (make mlflow, http://127.0.0.1:5000)"
+	@echo "Pipeline graph  : make viz    (http://127.0.0.1:4141)"
 
 test: setup
 	$(BIN)/python -m pytest
@@ -39,3 +40,9 @@ lint: setup
 
 clean-demo:
 	rm -rf $(DEMO_OUTPUT)/* mlflow.db
+
+viz: setup
+	$(BIN)/kedro viz run --host 127.0.0.1 --port 4141
+
+mlflow: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
