@@ -22,8 +22,9 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(BIN)/action100m demo-footage --out $(DEMO_VIDEOS)
+	$(BIN)/action100m tiny-models --out data/06_models
 	$(BIN)/kedro run --env demo --params "videos_dir=$(DEMO_VIDEOS),output_dir=$(DEMO_OUTPUT)"
-	$(BIN)/action100m validate --allow-missing-captions $(DEMO_OUTPUT)/action100m.parquet
+	$(BIN)/action100m validate --allow-missing-gpt --strict $(DEMO_OUTPUT)/action100m.parquet
 	$(BIN)/action100m stats $(DEMO_OUTPUT)/action100m.parquet
 	@echo
 	@echo "Release parquet : $(DEMO_OUTPUT)/action100m.parquet"

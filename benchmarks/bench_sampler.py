@@ -47,7 +47,9 @@ def main() -> None:
     args = parser.parse_args()
     cache = os.path.join(tempfile.gettempdir(), "action100m_bench")
     os.makedirs(cache, exist_ok=True)
-    path = long_video(os.path.join(cache, f"v{int(args.seconds)}s_480p.mp4"), args.seconds)
+    path = long_video(
+        os.path.join(cache, f"v{int(args.seconds)}s_480p.mp4"), args.seconds
+    )
     best = {"bare": float("inf"), "ours": float("inf")}
     counts = {}
     for _ in range(args.repeats):

@@ -30,15 +30,31 @@ from action100m.embedders.vjepa2 import VJEPA2Embedder
 from action100m.embedders.windows import embed_frame_stream
 
 VITG_384 = dict(
-    hidden_size=1408, num_hidden_layers=40, num_attention_heads=22,
-    mlp_ratio=48 / 11, crop_size=384, frames_per_clip=64, patch_size=16,
-    tubelet_size=2, pred_hidden_size=384, pred_num_hidden_layers=12,
-    pred_num_attention_heads=12, pred_num_mask_tokens=10,
+    hidden_size=1408,
+    num_hidden_layers=40,
+    num_attention_heads=22,
+    mlp_ratio=48 / 11,
+    crop_size=384,
+    frames_per_clip=64,
+    patch_size=16,
+    tubelet_size=2,
+    pred_hidden_size=384,
+    pred_num_hidden_layers=12,
+    pred_num_attention_heads=12,
+    pred_num_mask_tokens=10,
 )
 TINY = dict(
-    hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2.0,
-    crop_size=32, frames_per_clip=8, patch_size=16, tubelet_size=2,
-    pred_hidden_size=16, pred_num_hidden_layers=1, pred_num_attention_heads=2,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    mlp_ratio=2.0,
+    crop_size=32,
+    frames_per_clip=8,
+    patch_size=16,
+    tubelet_size=2,
+    pred_hidden_size=16,
+    pred_num_hidden_layers=1,
+    pred_num_attention_heads=2,
     pred_num_mask_tokens=2,
 )
 
@@ -69,13 +85,17 @@ def main() -> None:
     device = "cpu" if args.tiny else "cuda"
     config = TINY if args.tiny else VITG_384
     window, stride = config["frames_per_clip"], 8 if not args.tiny else 4
-    report: dict = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-                    "torch": torch.__version__, "config": "tiny" if args.tiny else "vitg-384"}
+    report: dict = {
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "config": "tiny" if args.tiny else "vitg-384",
+    }
     folder = tempfile.mkdtemp(prefix="vjepa2_")
     report["build_save_s"] = build(folder, config, device)
 
-    embedder = VJEPA2Embedder(folder, device=device, dtype="bfloat16",
-                              window=window, window_stride=stride)
+    embedder = VJEPA2Embedder(
+        folder, device=device, dtype="bfloat16", window=window, window_stride=stride
+    )
     start = time.perf_counter()
     embedder.ensure_setup()
     report["from_pretrained_s"] = time.perf_counter() - start
@@ -129,9 +149,13 @@ def main() -> None:
         times, emb = embed_frame_stream(embedder, stream(), batch_size=batch)
         sync(device)
         seconds = time.perf_counter() - start
-        row = {"batch_windows": batch, "sampled_frames": len(times),
-               "seconds": seconds, "sampled_frames_per_s": len(times) / seconds,
-               "embedding_dim": int(emb.shape[1])}
+        row = {
+            "batch_windows": batch,
+            "sampled_frames": len(times),
+            "seconds": seconds,
+            "sampled_frames_per_s": len(times) / seconds,
+            "embedding_dim": int(emb.shape[1]),
+        }
         e2e.append(row)
         print(json.dumps(row), flush=True)
     report["end_to_end"] = e2e

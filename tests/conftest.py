@@ -53,10 +53,14 @@ def release_sample() -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_vjepa2(tmp_path_factory) -> Path:
-    """A tiny V-JEPA 2 (real classes, random weights) saved as a local folder."""
-    from action100m.tiny_models import build_tiny_vjepa2
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """Tiny V-JEPA 2, PerceptionLM and Mllama (real classes, random weights)."""
+    from action100m.tiny_models import build_tiny_models
 
-    folder = tmp_path_factory.mktemp("tiny_vjepa2")
-    build_tiny_vjepa2(str(folder))
-    return folder
+    root = tmp_path_factory.mktemp("tiny_models")
+    return {name: Path(p) for name, p in build_tiny_models(str(root)).items()}
+
+
+@pytest.fixture(scope="session")
+def tiny_vjepa2(tiny_models) -> Path:
+    return tiny_models["vjepa2"]

@@ -18,7 +18,10 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"{args.file}: cannot read parquet: {exc}")
         return 1
     problems = table_violations(
-        table, require_captions=not args.allow_missing_captions, strict=args.strict
+        table,
+        require_captions=not args.allow_missing_captions,
+        strict=args.strict,
+        require_gpt=not args.allow_missing_gpt,
     )
     if problems:
         print(f"{args.file}: {len(problems)} violation(s)")
@@ -50,6 +53,14 @@ def _demo_footage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tiny_models(args: argparse.Namespace) -> int:
+    from action100m.tiny_models import build_tiny_models
+
+    for name, folder in build_tiny_models(args.out).items():
+        print(f"{name:<14} {folder}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="action100m", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -62,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-missing-captions",
         action="store_true",
         help="accept trees without Stage 2/3 fields (misplaced fields still fail)",
+    )
+    validate.add_argument(
+        "--allow-missing-gpt",
+        action="store_true",
+        help="accept trees before Stage 3 (no gpt fields); captions still required",
     )
     validate.add_argument(
         "--strict",
@@ -81,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     footage.add_argument("--count", type=int, default=3)
     footage.add_argument("--seed", type=int, default=0)
     footage.set_defaults(func=_demo_footage)
+
+    tiny = sub.add_parser(
+        "tiny-models",
+        help="build tiny random-weight models from the real classes (offline demo)",
+    )
+    tiny.add_argument("--out", default="data/06_models")
+    tiny.set_defaults(func=_tiny_models)
     return parser
 
 

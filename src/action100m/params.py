@@ -36,3 +36,41 @@ class SegmentationParams(_Params):
     frame_stride: int = Field(4, ge=1)
     embedder: EmbedderParams = Field(default_factory=EmbedderParams)
     tree: TreeParams = Field(default_factory=TreeParams)
+
+
+class CaptionerParams(_Params):
+    backend: Literal["transformers", "openai"] = "transformers"
+    model_id: str
+    revision: str | None = None
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    batch_size: int = Field(4, ge=1)
+    max_new_tokens: int = Field(1024, ge=1)
+    do_sample: bool = False
+    temperature: float = Field(0.0, ge=0)
+    seed: int = 0
+    # openai backend
+    base_url: str = "http://localhost:8000/v1"
+    api_key_env: str = "OPENAI_API_KEY"
+    max_concurrency: int = Field(16, ge=1)
+    timeout_s: float = Field(120.0, gt=0)
+    max_attempts: int = Field(4, ge=1)
+
+
+class PLMParams(CaptionerParams):
+    model_id: str = "facebook/Perception-LM-3B"
+    num_frames: int = Field(32, ge=1)
+    frame_size: int = Field(320, ge=16)
+    caption_prompt: str
+    action_prompt: str
+
+
+class LlamaParams(CaptionerParams):
+    model_id: str = "meta-llama/Llama-3.2-11B-Vision-Instruct"
+    frame_short_side: int | None = Field(560, ge=16)
+    prompt: str
+
+
+class CaptioningParams(_Params):
+    plm: PLMParams
+    llama: LlamaParams

@@ -7,6 +7,8 @@ CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    # An environment overrides single keys of base, not whole sections.
+    "merge_strategy": {"parameters": "soft"},
     # ${oc.env:VAR,default} in any config file (e.g. MLFLOW_TRACKING_URI).
     "custom_resolvers": {"oc.env": oc.env},
 }

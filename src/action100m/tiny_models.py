@@ -7,6 +7,9 @@ are meaningless.
 
 from __future__ import annotations
 
+import os
+import shutil
+
 
 def build_tiny_vjepa2(folder: str, crop_size: int = 32, seed: int = 0) -> str:
     """Save a tiny ``VJEPA2Model`` and its ``VJEPA2VideoProcessor`` to ``folder``.
@@ -40,3 +43,215 @@ def build_tiny_vjepa2(folder: str, crop_size: int = 32, seed: int = 0) -> str:
     VJEPA2Model(config).eval().save_pretrained(folder)
     VJEPA2VideoProcessor(crop_size=crop_size).save_pretrained(folder)
     return folder
+
+
+# Words of the tiny tokenizers: random weights turn them into word salad.
+TINY_WORDS = (
+    "a the and of in on with to from video image shows person people man woman "
+    "hand hands cuts pours cooks opens closes walks talks holds picks places table "
+    "kitchen outdoor room camera screen bowl knife board water food paper tool car "
+    "road tree dog child stands sits moves turns slowly quickly then while left right"
+).split()
+_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}"
+    "<|end_header_id|>{% if m['content'] is string %}{{ m['content'] }}{% else %}"
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<|image|>"
+    "{% elif c['type'] == 'video' %}<|video|>{% elif c['type'] == 'text' %}"
+    "{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>"
+    "{% endif %}"
+)
+_SPECIAL = (
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|image|>",
+    "<|video|>",
+    "<|python_tag|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<|finetune_right_pad_id|>",
+    "<unk>",
+)
+
+
+def _tiny_tokenizer(with_video: bool):
+    """A word-level fast tokenizer with Llama-3-style special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(_SPECIAL + tuple(TINY_WORDS))}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.decoder = decoders.WordPiece(prefix="##")
+    extra = {"image_token": "<|image|>"}
+    if with_video:
+        extra["video_token"] = "<|video|>"
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<|begin_of_text|>",
+        eos_token="<|eot_id|>",
+        pad_token="<|finetune_right_pad_id|>",
+        unk_token="<unk>",
+        extra_special_tokens=extra,
+    )
+    return tokenizer, vocab
+
+
+def _text_only_generation(model, vocab: dict[str, int]) -> None:
+    # Random weights would mostly emit special tokens: keep them to words.
+    eos = vocab["<|eot_id|>"]
+    model.generation_config.suppress_tokens = [
+        vocab[t] for t in _SPECIAL if vocab[t] != eos
+    ]
+    model.generation_config.pad_token_id = vocab["<|finetune_right_pad_id|>"]
+    model.generation_config.eos_token_id = eos
+
+
+def build_tiny_perception_lm(folder: str, tile_size: int = 56, seed: int = 0) -> str:
+    """Save a tiny ``PerceptionLMForConditionalGeneration`` with its real processor.
+
+    The vision tower is timm's Perception Encoder architecture (2 blocks, width
+    64); the language model a 2-layer Llama.
+    """
+    import torch
+    from transformers import (
+        PerceptionLMConfig,
+        PerceptionLMForConditionalGeneration,
+        PerceptionLMImageProcessor,
+        PerceptionLMProcessor,
+        PerceptionLMVideoProcessor,
+    )
+
+    tokenizer, vocab = _tiny_tokenizer(with_video=True)
+    processor = PerceptionLMProcessor(
+        video_processor=PerceptionLMVideoProcessor(
+            size={"height": tile_size, "width": tile_size}
+        ),
+        image_processor=PerceptionLMImageProcessor(
+            tile_size=tile_size, max_num_tiles=1, vision_input_type="vanilla"
+        ),
+        tokenizer=tokenizer,
+        patch_size=14,
+        pooling_ratio=2,
+        chat_template=_CHAT_TEMPLATE,
+    )
+    patches = tile_size // 14
+    config = PerceptionLMConfig(
+        text_config={
+            "model_type": "llama",
+            "vocab_size": len(vocab),
+            "hidden_size": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "intermediate_size": 48,
+            "max_position_embeddings": 4096,
+            "pad_token_id": vocab["<|finetune_right_pad_id|>"],
+            "bos_token_id": vocab["<|begin_of_text|>"],
+            "eos_token_id": vocab["<|eot_id|>"],
+        },
+        vision_config={
+            "model_type": "timm_wrapper",
+            "architecture": "vit_pe_core_large_patch14_336",
+            "num_classes": 0,
+            "model_args": {
+                "embed_dim": 64,
+                "depth": 2,
+                "num_heads": 2,
+                "img_size": (tile_size, tile_size),
+                "ref_feat_shape": (patches, patches),
+                "global_pool": "",
+                "use_post_transformer_norm": False,
+                "init_values": 0.1,
+            },
+        },
+        image_token_id=tokenizer.image_token_id,
+        video_token_id=tokenizer.video_token_id,
+        projector_pooling_ratio=2,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = PerceptionLMForConditionalGeneration(config).eval()
+    _text_only_generation(model, vocab)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def build_tiny_mllama(folder: str, image_size: int = 32, seed: int = 0) -> str:
+    """Save a tiny ``MllamaForConditionalGeneration`` with its real processor."""
+    import torch
+    from transformers import (
+        MllamaConfig,
+        MllamaForConditionalGeneration,
+        MllamaImageProcessor,
+        MllamaProcessor,
+    )
+
+    tokenizer, vocab = _tiny_tokenizer(with_video=False)
+    processor = MllamaProcessor(
+        image_processor=MllamaImageProcessor(
+            size={"height": image_size, "width": image_size}, max_image_tiles=2
+        ),
+        tokenizer=tokenizer,
+        chat_template=_CHAT_TEMPLATE,
+    )
+    config = MllamaConfig(
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 48,
+            "num_hidden_layers": 2,
+            "num_global_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": image_size,
+            "patch_size": 16,
+            "max_num_tiles": 2,
+            "intermediate_layers_indices": [0],
+            "vision_output_dim": 64,
+            "supported_aspect_ratios": [[1, 1], [1, 2], [2, 1]],
+        },
+        text_config={
+            "vocab_size": len(vocab),
+            "hidden_size": 32,
+            "intermediate_size": 48,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "cross_attention_layers": [1],
+            "max_position_embeddings": 1024,
+            "pad_token_id": vocab["<|finetune_right_pad_id|>"],
+            "bos_token_id": vocab["<|begin_of_text|>"],
+            "eos_token_id": vocab["<|eot_id|>"],
+        },
+        image_token_index=tokenizer.image_token_id,
+    )
+    torch.manual_seed(seed)
+    model = MllamaForConditionalGeneration(config).eval()
+    _text_only_generation(model, vocab)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+TINY_MODELS = {
+    "vjepa2": build_tiny_vjepa2,
+    "perception_lm": build_tiny_perception_lm,
+    "mllama": build_tiny_mllama,
+}
+
+
+def build_tiny_models(root: str) -> dict[str, str]:
+    """Build every tiny model missing under ``root`` (``<root>/<name>``)."""
+    folders = {}
+    for name, build in TINY_MODELS.items():
+        folder = os.path.join(root, name)
+        if not os.path.exists(os.path.join(folder, "config.json")):
+            tmp = folder + ".part"
+            os.makedirs(tmp, exist_ok=True)
+            build(tmp)
+            if os.path.exists(folder):
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
+        folders[name] = folder
+    return folders

@@ -23,6 +23,8 @@ MIN_LEAF_S = 0.5
 GPT_MIN_S = 4.0
 # Float32 start/end values read back from parquet are compared with this slack.
 TIME_TOLERANCE_S = 1e-3
+# Fields that the later stages fill in.
+UPDATABLE_FIELDS = ("plm_action", "plm_caption", "llama3_caption", "gpt")
 
 
 def make_node_id(video_uid: str, start: float, end: float) -> str:
@@ -183,7 +185,10 @@ class SegmentTree:
 
     # ---------------------------------------------------------------- invariants
     def violations(
-        self, require_captions: bool = True, strict: bool = False
+        self,
+        require_captions: bool = True,
+        strict: bool = False,
+        require_gpt: bool = True,
     ) -> list[str]:
         """Every way this tree breaks the release invariants (empty if none).
 
@@ -194,6 +199,8 @@ class SegmentTree:
             strict: Also require ``plm_caption`` on every node. The released trees
                 miss it on about 1 node in 1,000 (captioning failures), so real
                 release files are only valid without it.
+            require_gpt: With ``require_captions``, also require ``gpt`` where the
+                release has it (off for trees before Stage 3).
 
         Returns:
             One readable message per violation.
@@ -235,7 +242,7 @@ class SegmentTree:
             elif node.duration < MIN_LEAF_S - TIME_TOLERANCE_S:
                 problems.append(f"{label} is a leaf shorter than {MIN_LEAF_S} s")
             problems += self._field_problems(
-                label, node, bool(children), require_captions, strict
+                label, node, bool(children), require_captions, strict, require_gpt
             )
         if not problems:
             problems += self._order_problems(kids)
@@ -260,7 +267,12 @@ class SegmentTree:
 
     @staticmethod
     def _field_problems(
-        label: str, node: Node, internal: bool, require_captions: bool, strict: bool
+        label: str,
+        node: Node,
+        internal: bool,
+        require_captions: bool,
+        strict: bool,
+        require_gpt: bool,
     ) -> list[str]:
         problems = []
         wants_gpt = internal and node.duration >= GPT_MIN_S - TIME_TOLERANCE_S
@@ -273,7 +285,7 @@ class SegmentTree:
         if require_captions:
             if not internal and node.llama3_caption is None:
                 problems.append(f"{label} is a leaf without llama3_caption")
-            if wants_gpt and node.gpt is None:
+            if require_gpt and wants_gpt and node.gpt is None:
                 problems.append(f"{label} is internal and >= 4 s but has no gpt")
         return problems
 
@@ -293,6 +305,20 @@ class SegmentTree:
             node = queue.popleft()
             yield node
             queue.extend(kids.get(node.node_id, []))
+
+    def update_nodes(self, fields: dict[str, dict[str, Any]]) -> None:
+        """Set per-node fields (e.g. captions) given as ``node_id -> {field: value}``.
+
+        Raises:
+            KeyError: A node id or field name that this tree does not have.
+        """
+        by_id = {n.node_id: n for n in self.nodes}
+        for node_id, values in fields.items():
+            node = by_id[node_id]
+            for name, value in values.items():
+                if name not in UPDATABLE_FIELDS:
+                    raise KeyError(f"{name!r} is not a caption or gpt field")
+                setattr(node, name, value)
 
     # ------------------------------------------------------------ serialisation
     def to_release_row(self) -> dict[str, Any]:

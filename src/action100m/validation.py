@@ -9,7 +9,10 @@ from action100m.tree import SegmentTree
 
 
 def table_violations(
-    table: pa.Table, require_captions: bool = True, strict: bool = False
+    table: pa.Table,
+    require_captions: bool = True,
+    strict: bool = False,
+    require_gpt: bool = True,
 ) -> list[str]:
     """Schema differences plus every tree's invariant violations.
 
@@ -18,6 +21,7 @@ def table_violations(
         require_captions: Require the Stage 2/3 fields where the release has them.
         strict: Also require ``plm_caption`` on every node (see
             :meth:`~action100m.tree.SegmentTree.violations`).
+        require_gpt: With ``require_captions``, also require the Stage 3 fields.
 
     Returns:
         Readable violations; empty when the file is a valid release file.
@@ -35,6 +39,6 @@ def table_violations(
             problems.append(f"{uid}: video_uid appears twice")
         seen.add(uid)
         problems += SegmentTree.from_release_row(row).violations(
-            require_captions, strict
+            require_captions, strict, require_gpt
         )
     return problems

@@ -112,6 +112,44 @@ def even_size(width: int, height: int, short_side: int | None) -> tuple[int, int
     return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
 
 
+def decoded_frames(source: VideoSource) -> Iterator[tuple[int, float, av.VideoFrame]]:
+    """Every decoded frame in order, with its index and time (s) from stream start.
+
+    Times are presentation times, so variable frame rates are handled.
+
+    Raises:
+        VideoError: Undecodable streams or no frames at all.
+    """
+    last_time = None
+    try:
+        with source.open_container() as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            fallback_rate = float(stream.average_rate or 25)
+            origin = None
+            for index, frame in enumerate(container.decode(stream)):
+                t = frame.time if frame.time is not None else index / fallback_rate
+                origin = t if origin is None else origin
+                last_time = t - origin
+                yield index, last_time, frame
+    except av.error.FFmpegError as exc:
+        at = "start" if last_time is None else f"{last_time:.2f} s"
+        raise VideoError(f"decoding failed at {at}: {exc}") from exc
+    if last_time is None:
+        raise VideoError("video stream has no decodable frames")
+
+
+def check_complete(last_time: float | None, expected_duration: float | None) -> None:
+    """Raise if decoding stopped well short of the probed duration."""
+    if last_time is None or not expected_duration or expected_duration <= 2.0:
+        return
+    if last_time / expected_duration < MIN_DECODED_SHARE:
+        raise VideoError(
+            f"truncated stream: frames stop at {last_time:.2f} s of a claimed "
+            f"{expected_duration:.2f} s"
+        )
+
+
 def sample_frames(
     source: VideoSource,
     frame_stride: int = 4,
@@ -121,9 +159,7 @@ def sample_frames(
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Stream one of every ``frame_stride`` decoded frames as RGB batches.
 
-    Frames are decoded in order and never held beyond one batch. Timestamps come
-    from each frame's presentation time, relative to the stream start, so variable
-    frame rates are handled.
+    Frames are decoded in order and never held beyond one batch.
 
     Args:
         source: The video.
@@ -141,43 +177,112 @@ def sample_frames(
     """
     times: list[float] = []
     frames: list[np.ndarray] = []
+    size = None
     last_time = None
-    try:
-        with source.open_container() as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            size = None
-            origin = None
-            for index, frame in enumerate(container.decode(stream)):
-                if index % frame_stride:
-                    continue
-                if size is None:
-                    size = even_size(frame.width, frame.height, short_side)
-                t = (
-                    frame.time
-                    if frame.time is not None
-                    else index / float(stream.average_rate or 25)
-                )
-                origin = t if origin is None else origin
-                last_time = t - origin
-                times.append(last_time)
-                frames.append(
-                    frame.to_ndarray(width=size[0], height=size[1], format="rgb24")
-                )
-                if len(frames) == batch_size:
-                    yield np.asarray(times), np.stack(frames)
-                    times, frames = [], []
-    except av.error.FFmpegError as exc:
-        at = "start" if last_time is None else f"{last_time:.2f} s"
-        raise VideoError(f"decoding failed at {at}: {exc}") from exc
+    for index, t, frame in decoded_frames(source):
+        last_time = t
+        if index % frame_stride:
+            continue
+        size = size or even_size(frame.width, frame.height, short_side)
+        times.append(t)
+        frames.append(frame.to_ndarray(width=size[0], height=size[1], format="rgb24"))
+        if len(frames) == batch_size:
+            yield np.asarray(times), np.stack(frames)
+            times, frames = [], []
     if frames:
         yield np.asarray(times), np.stack(frames)
-    if last_time is None:
-        raise VideoError("video stream has no decodable frames")
-    if expected_duration and expected_duration > 2.0:
-        reached = last_time / expected_duration
-        if reached < MIN_DECODED_SHARE:
-            raise VideoError(
-                f"truncated stream: frames stop at {last_time:.2f} s of a claimed "
-                f"{expected_duration:.2f} s"
-            )
+    check_complete(last_time, expected_duration)
+
+
+@dataclass(frozen=True)
+class FrameRequest:
+    """Frames wanted at given times, converted to one size.
+
+    Attributes:
+        key: The caller's id for the request (e.g. a node id).
+        times: Times (s) wanted; each gets the decoded frame nearest to it.
+        size: Exact ``(width, height)``; None keeps the aspect ratio.
+        short_side: With ``size`` None, scale so the shorter side is this long
+            (None: native size).
+    """
+
+    key: Any
+    times: tuple[float, ...]
+    size: tuple[int, int] | None = None
+    short_side: int | None = None
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        return self.size or even_size(width, height, self.short_side)
+
+
+def frames_at_times(
+    source: VideoSource,
+    requests: list[FrameRequest],
+    expected_duration: float | None = None,
+) -> Iterator[tuple[Any, list[np.ndarray]]]:
+    """Serve many frame requests from one streaming decode pass.
+
+    Every wanted time gets the decoded frame nearest to it (ties go to the
+    earlier frame). A request is yielded as soon as its last frame is decoded,
+    so only the requests still open hold frames; a frame shared by several
+    requests of the same size is converted once.
+
+    Args:
+        source: The video.
+        requests: What to deliver.
+        expected_duration: Probed duration, to report truncated streams.
+
+    Yields:
+        ``(key, frames)``: uint8 ``(H, W, 3)`` arrays in the order of ``times``.
+    """
+    targets = sorted(
+        (t, r, slot)
+        for r, req in enumerate(requests)
+        for slot, t in enumerate(req.times)
+    )
+    filled: list[list[np.ndarray | None]] = [[None] * len(q.times) for q in requests]
+    missing = [len(q.times) for q in requests]
+    for r, req in enumerate(requests):
+        if not missing[r]:
+            yield req.key, []
+    converted: dict[tuple[int, tuple[int, int]], np.ndarray] = {}
+    ready: list[int] = []
+
+    def assign(entry: tuple[int, float, av.VideoFrame], target: tuple) -> None:
+        index, _, frame = entry
+        _, r, slot = target
+        size = requests[r].output_size(frame.width, frame.height)
+        array = converted.get((index, size))
+        if array is None:
+            array = frame.to_ndarray(width=size[0], height=size[1], format="rgb24")
+            converted[(index, size)] = array
+        filled[r][slot] = array
+        missing[r] -= 1
+        if missing[r] == 0:
+            ready.append(r)
+
+    def release() -> Iterator[tuple[Any, list[np.ndarray]]]:
+        while ready:
+            r = ready.pop(0)
+            frames, filled[r] = filled[r], []
+            yield requests[r].key, frames
+
+    pos = 0
+    prev = None
+    last_time = None
+    for entry in decoded_frames(source):
+        _, t, _ = entry
+        last_time = t
+        while pos < len(targets) and targets[pos][0] < t:
+            wanted = targets[pos][0]
+            use_prev = prev is not None and wanted - prev[1] <= t - wanted
+            assign(prev if use_prev else entry, targets[pos])
+            pos += 1
+        yield from release()
+        # Only the previous and current frames can still be chosen.
+        converted = {k: v for k, v in converted.items() if k[0] == entry[0]}
+        prev = entry
+    for target in targets[pos:]:
+        assign(prev, target)
+    yield from release()
+    check_complete(last_time, expected_duration)

@@ -14,12 +14,16 @@ logger = logging.getLogger(__name__)
 
 
 def export_video_trees(
-    segment_trees: PartitionLoaders, video_manifest: list[dict[str, Any]]
+    segment_trees: PartitionLoaders,
+    captions: PartitionLoaders,
+    video_manifest: list[dict[str, Any]],
 ) -> dict[str, Callable[[], Any]]:
-    """Each manifest video's tree in the release's per-video JSON layout (lazy).
+    """Each manifest video's tree, with its captions, in the release JSON layout.
 
     Args:
-        segment_trees: Loaders of the latest per-video trees.
+        segment_trees: Loaders of the per-video trees.
+        captions: Loaders of the per-video captions (videos without any keep null
+            caption fields).
         video_manifest: Usable videos of this run.
 
     Returns:
@@ -30,7 +34,20 @@ def export_video_trees(
         data = segment_trees[uid]()
         if isinstance(data, VideoFailure):
             return data
-        return SegmentTree.from_dict(data).to_release_json()
+        tree = SegmentTree.from_dict(data)
+        if uid in captions:
+            video_captions = captions[uid]()
+            if isinstance(video_captions, VideoFailure):
+                return video_captions
+            try:
+                tree.update_nodes(video_captions["captions"])
+            except KeyError as exc:
+                return VideoFailure(
+                    uid,
+                    "export",
+                    f"captions do not match the segment tree ({exc}): rerun captioning",
+                )
+        return tree.to_release_json()
 
     return {
         v["video_uid"]: (lambda uid=v["video_uid"]: convert(uid))
@@ -66,22 +83,30 @@ def iter_release_rows(
 
 def collect_errors(
     release_trees: PartitionLoaders,
+    captions: PartitionLoaders,
     video_manifest: list[dict[str, Any]],
     ingest_errors: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    """Every video of this run without a tree, with the stage and reason.
+    """Every video of this run without a tree, and every node missing a field.
 
     Args:
         release_trees: Loaders of the per-video release JSON (and failures).
+        captions: Loaders of the per-video captions (with per-node errors).
         video_manifest: Usable videos of this run.
         ingest_errors: Videos rejected by ingest.
 
     Returns:
-        Error records (``video_uid``, ``stage``, ``reason``, ``source``).
+        Error records (``video_uid``, ``stage``, ``reason``, ``source``; node
+        errors also ``node_id`` and ``field``).
     """
     errors = list(ingest_errors)
     for video in video_manifest:
         uid = video["video_uid"]
+        if uid in captions and uid not in captions.failed:
+            errors += [
+                {"video_uid": uid, "stage": "captioning", "source": video["path"], **e}
+                for e in captions[uid]().get("errors", [])
+            ]
         if uid in release_trees.failed:
             errors.append(release_trees[uid]().to_dict())
         elif uid not in release_trees:

@@ -1,0 +1,55 @@
+"""The captioner interface of Stage 2."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CaptionRequest:
+    """One prompt about one video clip (several frames) or one image.
+
+    Attributes:
+        frames: uint8 ``(H, W, 3)`` frames; one for an image.
+        prompt: The user prompt.
+        kind: ``video`` (frames as a clip) or ``image`` (the first frame).
+    """
+
+    frames: list[np.ndarray]
+    prompt: str
+    kind: Literal["video", "image"] = "video"
+
+
+@dataclass(frozen=True)
+class CaptionFailure:
+    """A request that got no usable text, and why."""
+
+    reason: str
+
+
+class Captioner(ABC):
+    """Turns caption requests into texts; ``setup()`` loads weights once."""
+
+    def __init__(self) -> None:
+        self._ready = False
+
+    def ensure_setup(self) -> None:
+        """Call :meth:`setup` once."""
+        if not self._ready:
+            self.setup()
+            self._ready = True
+
+    def setup(self) -> None:  # noqa: B027 - optional hook
+        """Load weights or open clients; called once before the first batch."""
+
+    @abstractmethod
+    def __call__(self, batch: list[CaptionRequest]) -> list[str | CaptionFailure]:
+        """One text (or failure) per request, in order."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """Model id, resolved revision, backend and generation settings."""

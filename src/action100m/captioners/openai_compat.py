@@ -1,0 +1,155 @@
+"""``OpenAICaptioner``: any OpenAI-compatible vision endpoint (vLLM, SGLang, ...).
+
+Frames travel as base64 JPEG data URLs in one user message. Requests run
+concurrently up to a bound; HTTP 429/5xx, timeouts, refused connections and empty
+answers are retried with exponential backoff, then recorded as failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import logging
+import os
+from typing import Any
+
+import numpy as np
+
+from action100m.captioners.base import Captioner, CaptionFailure, CaptionRequest
+
+logger = logging.getLogger(__name__)
+
+
+def jpeg_data_url(frame: np.ndarray, quality: int = 90) -> str:
+    """A ``data:image/jpeg;base64,...`` URL of one RGB frame."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(frame, dtype=np.uint8)).save(
+        buffer, format="JPEG", quality=quality
+    )
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+class _Retryable(Exception):
+    pass
+
+
+class OpenAICaptioner(Captioner):
+    """Chat-completions captioner with bounded concurrency and retries.
+
+    Args:
+        model_id: The served model name.
+        base_url: The endpoint, e.g. ``http://localhost:8000/v1`` (vLLM).
+        api_key_env: Environment variable holding the API key (never logged).
+        max_concurrency: Requests in flight at once.
+        timeout_s: Per-request timeout.
+        max_attempts: Attempts per request before it is recorded as failed.
+        max_new_tokens: ``max_tokens`` of each request.
+        temperature: Sampling temperature (0 = greedy).
+        seed: Request seed, where the server honours it.
+        jpeg_quality: JPEG quality of the frames.
+        backoff_s: First retry delay; doubles on each attempt.
+    """
+
+    def __init__(
+        self,
+        model_id: str,
+        base_url: str = "http://localhost:8000/v1",
+        api_key_env: str = "OPENAI_API_KEY",
+        max_concurrency: int = 16,
+        timeout_s: float = 120.0,
+        max_attempts: int = 4,
+        max_new_tokens: int = 1024,
+        temperature: float = 0.0,
+        seed: int = 0,
+        jpeg_quality: int = 90,
+        backoff_s: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.model_id = model_id
+        self.base_url = base_url
+        self.api_key_env = api_key_env
+        self.max_concurrency = max_concurrency
+        self.timeout_s = timeout_s
+        self.max_attempts = max_attempts
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.seed = seed
+        self.jpeg_quality = jpeg_quality
+        self.backoff_s = backoff_s
+
+    def _messages(self, request: CaptionRequest) -> list[dict[str, Any]]:
+        frames = request.frames if request.kind == "video" else request.frames[:1]
+        content: list[dict[str, Any]] = [
+            {
+                "type": "image_url",
+                "image_url": {"url": jpeg_data_url(f, self.jpeg_quality)},
+            }
+            for f in frames
+        ]
+        content.append({"type": "text", "text": request.prompt})
+        return [{"role": "user", "content": content}]
+
+    async def _one(self, client, limit: asyncio.Semaphore, request: CaptionRequest):
+        import openai
+
+        messages = self._messages(request)
+        last = "no attempt"
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                async with limit:
+                    response = await client.chat.completions.create(
+                        model=self.model_id,
+                        messages=messages,
+                        max_tokens=self.max_new_tokens,
+                        temperature=self.temperature,
+                        seed=self.seed,
+                    )
+                text = (response.choices[0].message.content or "").strip()
+                if not text:
+                    raise _Retryable("empty answer")
+                return text
+            except openai.APIStatusError as exc:
+                last = f"HTTP {exc.status_code}: {exc.message}"
+                if exc.status_code != 429 and exc.status_code < 500:
+                    return CaptionFailure(last)
+            except openai.APITimeoutError:
+                last = f"timed out after {self.timeout_s} s"
+            except openai.APIConnectionError as exc:
+                last = f"connection error: {exc.__cause__ or exc}"
+            except _Retryable as exc:
+                last = str(exc)
+            if attempt < self.max_attempts:
+                await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
+        logger.warning("caption request failed after %d attempts: %s", attempt, last)
+        return CaptionFailure(f"failed after {self.max_attempts} attempts: {last}")
+
+    async def _run(self, batch: list[CaptionRequest]) -> list[str | CaptionFailure]:
+        from openai import AsyncOpenAI
+
+        limit = asyncio.Semaphore(self.max_concurrency)
+        client = AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=os.environ.get(self.api_key_env) or "EMPTY",
+            timeout=self.timeout_s,
+            max_retries=0,
+        )
+        async with client:
+            return list(
+                await asyncio.gather(*(self._one(client, limit, r) for r in batch))
+            )
+
+    def __call__(self, batch: list[CaptionRequest]) -> list[str | CaptionFailure]:
+        return asyncio.run(self._run(batch))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": "openai",
+            "model_id": self.model_id,
+            "base_url": self.base_url,
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "seed": self.seed,
+        }

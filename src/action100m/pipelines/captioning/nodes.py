@@ -1,0 +1,194 @@
+"""Stage 2: the Tree-of-Captions.
+
+PerceptionLM captions every node from 32 evenly spaced frames (plus a short
+action label); Llama-3.2-Vision captions the middle frame of every leaf. All the
+frames of a video come from one streaming decode pass, and a node is captioned as
+soon as its frames are decoded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from action100m.captioners import (
+    Captioner,
+    CaptionFailure,
+    CaptionRequest,
+    make_captioner,
+)
+from action100m.datasets import PartitionLoaders
+from action100m.errors import VideoFailure, record_failure
+from action100m.params import CaptioningParams
+from action100m.tree import Node, SegmentTree
+from action100m.video import FrameRequest, VideoSource, frames_at_times
+
+logger = logging.getLogger(__name__)
+STAGE = "captioning"
+CAPTION_FIELDS = ("plm_caption", "plm_action", "llama3_caption")
+
+
+def node_frame_times(node: Node, num_frames: int) -> tuple[float, ...]:
+    """Centres of ``num_frames`` equal slices of the node's span."""
+    step = (node.end - node.start) / num_frames
+    return tuple(node.start + (i + 0.5) * step for i in range(num_frames))
+
+
+def middle_time(node: Node) -> tuple[float]:
+    """The middle of the node's span."""
+    return ((node.start + node.end) / 2.0,)
+
+
+def frame_requests(tree: SegmentTree, params: CaptioningParams) -> list[FrameRequest]:
+    """PLM clips for every node, Llama mid-frames for every leaf."""
+    size = (params.plm.frame_size, params.plm.frame_size)
+    requests = [
+        FrameRequest(
+            ("plm", n.node_id), node_frame_times(n, params.plm.num_frames), size
+        )
+        for n in tree.nodes
+    ]
+    requests += [
+        FrameRequest(
+            ("llama", n.node_id),
+            middle_time(n),
+            short_side=params.llama.frame_short_side,
+        )
+        for n in tree.leaves()
+    ]
+    return requests
+
+
+class _VideoCaptions:
+    """Accumulates one video's captions and per-node errors, batch by batch."""
+
+    def __init__(self, tree: SegmentTree, plm: Captioner, llama: Captioner, params):
+        self.plm, self.llama, self.params = plm, llama, params
+        self.fields = {n.node_id: dict.fromkeys(CAPTION_FIELDS) for n in tree.nodes}
+        self.errors: list[dict[str, Any]] = []
+        self.pending: dict[str, list[tuple[str, list]]] = {"plm": [], "llama": []}
+
+    def add(self, kind: str, node_id: str, frames: list) -> None:
+        self.pending[kind].append((node_id, frames))
+        batch_size = (
+            self.params.plm if kind == "plm" else self.params.llama
+        ).batch_size
+        if len(self.pending[kind]) >= batch_size:
+            self.flush(kind)
+
+    def _store(self, node_id: str, field: str, result: str | CaptionFailure) -> None:
+        if isinstance(result, CaptionFailure):
+            self.errors.append(
+                {"node_id": node_id, "field": field, "reason": result.reason}
+            )
+        else:
+            self.fields[node_id][field] = result
+
+    def flush(self, kind: str) -> None:
+        items, self.pending[kind] = self.pending[kind], []
+        if not items:
+            return
+        if kind == "plm":
+            prompts = (
+                ("plm_caption", self.params.plm.caption_prompt),
+                ("plm_action", self.params.plm.action_prompt),
+            )
+            requests = [
+                (node_id, field, CaptionRequest(frames, prompt, "video"))
+                for node_id, frames in items
+                for field, prompt in prompts
+            ]
+            results = self.plm([r for _, _, r in requests])
+        else:
+            requests = [
+                (
+                    node_id,
+                    "llama3_caption",
+                    CaptionRequest(frames, self.params.llama.prompt, "image"),
+                )
+                for node_id, frames in items
+            ]
+            results = self.llama([r for _, _, r in requests])
+        for (node_id, field, _), result in zip(requests, results, strict=True):
+            self._store(node_id, field, result)
+
+
+def caption_video(
+    tree: SegmentTree,
+    video: dict[str, Any],
+    plm: Captioner,
+    llama: Captioner,
+    params: CaptioningParams,
+) -> dict[str, Any]:
+    """Caption one video's tree from a single decoding pass.
+
+    Args:
+        tree: The video's segment tree.
+        video: Its manifest row.
+        plm: The set-up PerceptionLM captioner.
+        llama: The set-up Llama-3.2-Vision captioner.
+        params: Captioning parameters (prompts, frame counts, sizes).
+
+    Returns:
+        ``captions`` (node id -> the three fields), per-node ``errors`` and the
+        ``models`` that wrote them.
+    """
+    result = _VideoCaptions(tree, plm, llama, params)
+    source = VideoSource(video["video_uid"], video["path"])
+    for (kind, node_id), frames in frames_at_times(
+        source, frame_requests(tree, params), expected_duration=video["duration"]
+    ):
+        result.add(kind, node_id, frames)
+    result.flush("plm")
+    result.flush("llama")
+    logger.info(
+        "captioning: %s: %d nodes, %d failed fields",
+        tree.video_uid,
+        len(tree.nodes),
+        len(result.errors),
+    )
+    return {
+        "video_uid": tree.video_uid,
+        "captions": result.fields,
+        "errors": result.errors,
+        "models": {"plm": plm.describe(), "llama": llama.describe()},
+    }
+
+
+def caption_trees(
+    segment_trees: PartitionLoaders,
+    video_manifest: list[dict[str, Any]],
+    params: CaptioningParams,
+) -> dict[str, Callable[[], Any]]:
+    """Captions of every tree of the manifest's videos (lazy, one video at a time).
+
+    Args:
+        segment_trees: Loaders of the per-video trees.
+        video_manifest: Usable videos from ingest.
+        params: Captioning parameters (backends are config lines).
+
+    Returns:
+        ``video_uid -> callable`` giving the video's captions or its failure.
+    """
+    plm = make_captioner(params.plm)
+    llama = make_captioner(params.llama)
+
+    def work(video: dict[str, Any]) -> Any:
+        uid = video["video_uid"]
+        if uid not in segment_trees:
+            return VideoFailure(uid, STAGE, "no segment tree", video["path"])
+        data = segment_trees[uid]()
+        if isinstance(data, VideoFailure):
+            return data
+        plm.ensure_setup()  # a model that cannot load fails the run, once
+        llama.ensure_setup()
+        tree = SegmentTree.from_dict(data)
+        return record_failure(
+            STAGE,
+            uid,
+            lambda: caption_video(tree, video, plm, llama, params),
+            video["path"],
+        )
+
+    return {v["video_uid"]: (lambda v=v: work(v)) for v in video_manifest}

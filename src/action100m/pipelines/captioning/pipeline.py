@@ -1,0 +1,18 @@
+"""Captioning pipeline wiring (paper Stage 2)."""
+
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import caption_trees
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                func=caption_trees,
+                inputs=["segment_trees", "video_manifest", "params:captioning"],
+                outputs="captions",
+                name="caption_trees_node",
+            )
+        ]
+    )

@@ -1,0 +1,93 @@
+"""A loopback OpenAI-compatible chat-completions server with scripted faults.
+
+It is a real HTTP server on 127.0.0.1 (a thread of the test process). Each
+request takes the next behaviour from ``script`` (then ``default``):
+``ok``, ``500``, ``429``, ``400``, ``empty`` or ``sleep:<seconds>``. Every
+request body is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FakeOpenAIServer:
+    def __init__(self, answer: Callable[[dict], str] | None = None) -> None:
+        self.script: list[str] = []
+        self.default = "ok"
+        self.requests: list[dict] = []
+        self.answer = answer or (lambda body: f"answer {len(self.requests)}")
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_POST(self):  # noqa: N802 - http.server's name
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length))
+                with server._lock:
+                    server.requests.append(body)
+                    action = server.script.pop(0) if server.script else server.default
+                if action.startswith("sleep:"):
+                    time.sleep(float(action.split(":")[1]))
+                    action = "ok"
+                if action in ("500", "429", "400"):
+                    self._send(
+                        int(action), {"error": {"message": f"scripted {action}"}}
+                    )
+                    return
+                text = "" if action == "empty" else server.answer(body)
+                self._send(
+                    200,
+                    {
+                        "id": "chatcmpl-test",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": body.get("model", "test"),
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": text},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                        "usage": {
+                            "prompt_tokens": 1,
+                            "completion_tokens": 1,
+                            "total_tokens": 2,
+                        },
+                    },
+                )
+
+            def _send(self, status: int, payload: dict) -> None:
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout tests)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> FakeOpenAIServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
