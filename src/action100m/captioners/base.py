@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from action100m.stage_model import StageModel
+
 
 @dataclass(frozen=True)
 class CaptionRequest:
@@ -31,20 +33,8 @@ class CaptionFailure:
     reason: str
 
 
-class Captioner(ABC):
+class Captioner(StageModel, ABC):
     """Turns caption requests into texts; ``setup()`` loads weights once."""
-
-    def __init__(self) -> None:
-        self._ready = False
-
-    def ensure_setup(self) -> None:
-        """Call :meth:`setup` once."""
-        if not self._ready:
-            self.setup()
-            self._ready = True
-
-    def setup(self) -> None:  # noqa: B027 - optional hook
-        """Load weights or open clients; called once before the first batch."""
 
     @abstractmethod
     def __call__(self, batch: list[CaptionRequest]) -> list[str | CaptionFailure]:

@@ -1,6 +1,10 @@
 """The project's Kedro datasets."""
 
-from action100m.datasets.partitions import PartitionLoaders, VideoPartitionsDataset
+from action100m.datasets.partitions import (
+    PartitionLoaders,
+    VideoPartitionsDataset,
+    load_upstream,
+)
 from action100m.datasets.tables import JSONLinesDataset, ReleaseParquetDataset
 from action100m.datasets.video_folder import VideoFolderDataset
 
@@ -10,4 +14,5 @@ __all__ = [
     "ReleaseParquetDataset",
     "VideoFolderDataset",
     "VideoPartitionsDataset",
+    "load_upstream",
 ]

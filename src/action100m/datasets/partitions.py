@@ -69,6 +69,26 @@ class PartitionLoaders(dict):
         self.failed = set(failed or ())
 
 
+def load_upstream(
+    loaders: PartitionLoaders, video: dict[str, Any], stage: str, what: str
+) -> Any:
+    """A video's output of the previous stage, or the failure to pass on.
+
+    Args:
+        loaders: The previous stage's partitions.
+        video: The video's manifest row.
+        stage: The stage asking (named in a new failure).
+        what: What is missing, for the message (e.g. "segment tree").
+
+    Returns:
+        The loaded partition, its recorded failure, or a new failure if absent.
+    """
+    uid = video["video_uid"]
+    if uid not in loaders:
+        return VideoFailure(uid, stage, f"no {what}", video.get("path"))
+    return loaders[uid]()
+
+
 class VideoPartitionsDataset(AbstractDataset[dict[str, Any], PartitionLoaders]):
     """One JSON or NPZ file per video, loaded lazily, saved lazily and atomically.
 

@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from action100m.stage_model import StageModel
 
-class Embedder(ABC):
+
+class Embedder(StageModel, ABC):
     """Turns windows of sampled frames into one vector per time step.
 
     A window holds ``window`` consecutive sampled frames and windows start every
@@ -20,18 +22,6 @@ class Embedder(ABC):
     window_stride: int = 1
     #: Decode frames with this shorter side (None: native size).
     short_side: int | None = None
-
-    def __init__(self) -> None:
-        self._ready = False
-
-    def ensure_setup(self) -> None:
-        """Call :meth:`setup` once."""
-        if not self._ready:
-            self.setup()
-            self._ready = True
-
-    def setup(self) -> None:  # noqa: B027 - optional hook
-        """Load weights; called once before the first batch."""
 
     @abstractmethod
     def preprocess(self, frames: np.ndarray) -> Any:

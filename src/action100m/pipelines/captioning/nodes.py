@@ -18,7 +18,7 @@ from action100m.captioners import (
     CaptionRequest,
     make_captioner,
 )
-from action100m.datasets import PartitionLoaders
+from action100m.datasets import PartitionLoaders, load_upstream
 from action100m.errors import VideoFailure, record_failure
 from action100m.params import CaptioningParams
 from action100m.tree import Node, SegmentTree
@@ -175,10 +175,7 @@ def caption_trees(
     llama = make_captioner(params.llama)
 
     def work(video: dict[str, Any]) -> Any:
-        uid = video["video_uid"]
-        if uid not in segment_trees:
-            return VideoFailure(uid, STAGE, "no segment tree", video["path"])
-        data = segment_trees[uid]()
+        data = load_upstream(segment_trees, video, STAGE, "segment tree")
         if isinstance(data, VideoFailure):
             return data
         plm.ensure_setup()  # a model that cannot load fails the run, once
@@ -186,7 +183,7 @@ def caption_trees(
         tree = SegmentTree.from_dict(data)
         return record_failure(
             STAGE,
-            uid,
+            video["video_uid"],
             lambda: caption_video(tree, video, plm, llama, params),
             video["path"],
         )

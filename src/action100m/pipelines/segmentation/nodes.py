@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from action100m.clustering import temporal_ward_linkage
-from action100m.datasets import PartitionLoaders
+from action100m.datasets import PartitionLoaders, load_upstream
 from action100m.embedders import Embedder, embed_frame_stream, make_embedder
 from action100m.errors import VideoError, VideoFailure, record_failure
 from action100m.params import SegmentationParams
@@ -117,14 +117,14 @@ def build_segment_trees(
     """
 
     def work(video: dict[str, Any]) -> Any:
-        uid = video["video_uid"]
-        if uid not in frame_embeddings:
-            return VideoFailure(uid, STAGE, "no frame embeddings", video["path"])
-        embeddings = frame_embeddings[uid]()
+        embeddings = load_upstream(frame_embeddings, video, STAGE, "frame embeddings")
         if isinstance(embeddings, VideoFailure):
             return embeddings
         return record_failure(
-            STAGE, uid, lambda: build_tree(video, embeddings, params), video["path"]
+            STAGE,
+            video["video_uid"],
+            lambda: build_tree(video, embeddings, params),
+            video["path"],
         )
 
     return {v["video_uid"]: (lambda v=v: work(v)) for v in video_manifest}
