@@ -1,9 +1,11 @@
 """A loopback OpenAI-compatible chat-completions server with scripted faults.
 
 It is a real HTTP server on 127.0.0.1 (a thread of the test process). Each
-request takes the next behaviour from ``script`` (then ``default``):
-``ok``, ``500``, ``429``, ``400``, ``empty`` or ``sleep:<seconds>``. Every
-request body is recorded.
+request takes the next behaviour from ``script`` (then ``default``): ``ok``,
+``500``, ``429``, ``429ra`` (with ``Retry-After: 0``), ``400``, ``empty``,
+``malformed`` (not JSON), ``truncated`` (``finish_reason: length``), ``missing``
+(an answer without ``action``) or ``sleep:<seconds>``. Every request body is
+recorded.
 """
 
 from __future__ import annotations
@@ -37,12 +39,21 @@ class FakeOpenAIServer:
                 if action.startswith("sleep:"):
                     time.sleep(float(action.split(":")[1]))
                     action = "ok"
-                if action in ("500", "429", "400"):
-                    self._send(
-                        int(action), {"error": {"message": f"scripted {action}"}}
-                    )
+                if action in ("500", "429", "400", "429ra"):
+                    headers = {"Retry-After": "0"} if action == "429ra" else {}
+                    error = {"error": {"message": f"scripted {action}"}}
+                    self._send(int(action[:3]), error, headers)
                     return
                 text = "" if action == "empty" else server.answer(body)
+                finish = "length" if action == "truncated" else "stop"
+                if action == "truncated":
+                    text = text[: len(text) // 2]
+                elif action == "malformed":
+                    text = "Sure! Here is the annotation: {summary: brief}"
+                elif action == "missing":
+                    data = json.loads(text)
+                    data.pop("action", None)
+                    text = json.dumps(data)
                 self._send(
                     200,
                     {
@@ -54,7 +65,7 @@ class FakeOpenAIServer:
                             {
                                 "index": 0,
                                 "message": {"role": "assistant", "content": text},
-                                "finish_reason": "stop",
+                                "finish_reason": finish,
                             }
                         ],
                         "usage": {
@@ -65,10 +76,12 @@ class FakeOpenAIServer:
                     },
                 )
 
-            def _send(self, status: int, payload: dict) -> None:
+            def _send(self, status: int, payload: dict, headers=None) -> None:
                 data = json.dumps(payload).encode()
                 try:
                     self.send_response(status)
+                    for name, value in (headers or {}).items():
+                        self.send_header(name, value)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
@@ -81,6 +94,10 @@ class FakeOpenAIServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
+    def completed(self) -> int:
+        return len(self.requests)
+
+    @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 
@@ -91,3 +108,24 @@ class FakeOpenAIServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def annotation_answer(body: dict) -> str:
+    """A valid annotation that names its Self-Refine round and the segment."""
+    messages = body["messages"]
+    round_number = 1 + sum(m["role"] == "assistant" for m in messages)
+    user = messages[1]["content"]
+    segment = user.split("## Current segment: ", 1)[1].split("\n", 1)[0]
+    return json.dumps(
+        {
+            "summary": {
+                "brief": f"round {round_number} of {segment}",
+                "detailed": "A person works at a table.",
+            },
+            "action": {
+                "brief": "work at the table",
+                "detailed": "Work at the table with both hands.",
+                "actor": "a person",
+            },
+        }
+    )

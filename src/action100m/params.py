@@ -74,3 +74,39 @@ class LlamaParams(CaptionerParams):
 class CaptioningParams(_Params):
     plm: PLMParams
     llama: LlamaParams
+
+
+class LLMParams(_Params):
+    backend: Literal["openai", "transformers"] = "openai"
+    base_url: str = "http://localhost:8000/v1"
+    model: str = "openai/gpt-oss-120b"
+    api_key_env: str = "OPENAI_API_KEY"
+    max_concurrency: int = Field(32, ge=1)
+    timeout_s: float = Field(600.0, gt=0)
+    max_attempts: int = Field(5, ge=1)
+    backoff_s: float = Field(1.0, ge=0)
+    rounds: int = Field(3, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    max_tokens: int = Field(4096, ge=16)
+    reasoning_effort: list[str | None] = Field(
+        default_factory=lambda: ["high", "medium", "medium"]
+    )
+    structured_output: bool = True
+    seed: int = 0
+    cache_dir: str | None = None
+    # transformers backend
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    max_field_chars: int = Field(2000, ge=1)
+
+
+class PromptParams(_Params):
+    global_levels: int = Field(3, ge=1)
+    subtree_depth: int | None = Field(None, ge=0)
+    transcript_margin_s: float | None = Field(30.0, ge=0)
+
+
+class AggregationParams(_Params):
+    llm: LLMParams = Field(default_factory=LLMParams)
+    prompt: PromptParams = Field(default_factory=PromptParams)
+    videos_in_flight: int = Field(8, ge=1)

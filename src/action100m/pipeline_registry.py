@@ -4,7 +4,7 @@ from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
 # Stage order of the default run.
-STAGES = ("ingest", "segmentation", "captioning", "export")
+STAGES = ("ingest", "segmentation", "captioning", "aggregation", "export")
 
 
 def register_pipelines() -> dict[str, Pipeline]:

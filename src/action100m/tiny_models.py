@@ -234,10 +234,73 @@ def build_tiny_mllama(folder: str, image_size: int = 32, seed: int = 0) -> str:
     return folder
 
 
+def build_tiny_gpt_oss(folder: str, seed: int = 0) -> str:
+    """Save a tiny ``GptOssForCausalLM`` (2 layers, 4 experts) and a byte-level BPE
+    tokenizer trained on a few sentences, with a minimal chat template."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GptOssConfig, GptOssForCausalLM, PreTrainedTokenizerFast
+
+    special = [
+        "<|startoftext|>",
+        "<|endoftext|>",
+        "<|start|>",
+        "<|message|>",
+        "<|end|>",
+        "<|return|>",
+        "<|pad|>",
+    ]
+    corpus = [
+        " ".join(TINY_WORDS),
+        '{"summary": {"brief": "", "detailed": ""}, '
+        '"action": {"brief": "N/A", "detailed": "", "actor": ""}}',
+    ]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        corpus * 10,
+        vocab_size=400,
+        min_frequency=1,
+        special_tokens=special,
+        show_progress=False,
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer,
+        bos_token="<|startoftext|>",
+        eos_token="<|return|>",
+        pad_token="<|pad|>",
+    )
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|start|>{{ m['role'] }}<|message|>{{ m['content'] }}"
+        "<|end|>{% endfor %}{% if add_generation_prompt %}<|start|>assistant"
+        "<|message|>{% endif %}"
+    )
+    config = GptOssConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        intermediate_size=32,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        sliding_window=64,
+        max_position_embeddings=131072,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+    torch.manual_seed(seed)
+    GptOssForCausalLM(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 TINY_MODELS = {
     "vjepa2": build_tiny_vjepa2,
     "perception_lm": build_tiny_perception_lm,
     "mllama": build_tiny_mllama,
+    "gpt_oss": build_tiny_gpt_oss,
 }
 
 

@@ -6,51 +6,39 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from action100m.assembly import assemble_tree
 from action100m.datasets import PartitionLoaders
 from action100m.errors import VideoFailure
 from action100m.tree import SegmentTree
 
 logger = logging.getLogger(__name__)
+STAGE = "export"
 
 
 def export_video_trees(
     segment_trees: PartitionLoaders,
     captions: PartitionLoaders,
+    annotations: PartitionLoaders,
     video_manifest: list[dict[str, Any]],
 ) -> dict[str, Callable[[], Any]]:
-    """Each manifest video's tree, with its captions, in the release JSON layout.
+    """Each manifest video's full tree in the release's per-video JSON layout (lazy).
 
     Args:
-        segment_trees: Loaders of the per-video trees.
-        captions: Loaders of the per-video captions (videos without any keep null
-            caption fields).
+        segment_trees: Stage 1 partitions.
+        captions: Stage 2 partitions (videos without any keep null captions).
+        annotations: Stage 3 partitions (videos without any keep null ``gpt``).
         video_manifest: Usable videos of this run.
 
     Returns:
         ``video_uid -> callable`` giving the release JSON or the video's failure.
     """
 
-    def convert(uid: str) -> Any:
-        data = segment_trees[uid]()
-        if isinstance(data, VideoFailure):
-            return data
-        tree = SegmentTree.from_dict(data)
-        if uid in captions:
-            video_captions = captions[uid]()
-            if isinstance(video_captions, VideoFailure):
-                return video_captions
-            try:
-                tree.update_nodes(video_captions["captions"])
-            except KeyError as exc:
-                return VideoFailure(
-                    uid,
-                    "export",
-                    f"captions do not match the segment tree ({exc}): rerun captioning",
-                )
-        return tree.to_release_json()
+    def convert(video: dict[str, Any]) -> Any:
+        tree = assemble_tree(video, STAGE, segment_trees, captions, annotations)
+        return tree if isinstance(tree, VideoFailure) else tree.to_release_json()
 
     return {
-        v["video_uid"]: (lambda uid=v["video_uid"]: convert(uid))
+        v["video_uid"]: (lambda v=v: convert(v))
         for v in video_manifest
         if v["video_uid"] in segment_trees
     }
@@ -81,9 +69,23 @@ def iter_release_rows(
     )
 
 
+def node_errors(
+    stage: str, partitions: PartitionLoaders, video: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The per-node errors a stage recorded for one video."""
+    uid = video["video_uid"]
+    if uid not in partitions or uid in partitions.failed:
+        return []
+    return [
+        {"video_uid": uid, "stage": stage, "source": video.get("path"), **error}
+        for error in partitions[uid]().get("errors", [])
+    ]
+
+
 def collect_errors(
     release_trees: PartitionLoaders,
     captions: PartitionLoaders,
+    annotations: PartitionLoaders,
     video_manifest: list[dict[str, Any]],
     ingest_errors: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
@@ -91,7 +93,8 @@ def collect_errors(
 
     Args:
         release_trees: Loaders of the per-video release JSON (and failures).
-        captions: Loaders of the per-video captions (with per-node errors).
+        captions: Stage 2 partitions (with per-node errors).
+        annotations: Stage 3 partitions (with per-node errors).
         video_manifest: Usable videos of this run.
         ingest_errors: Videos rejected by ingest.
 
@@ -102,16 +105,13 @@ def collect_errors(
     errors = list(ingest_errors)
     for video in video_manifest:
         uid = video["video_uid"]
-        if uid in captions and uid not in captions.failed:
-            errors += [
-                {"video_uid": uid, "stage": "captioning", "source": video["path"], **e}
-                for e in captions[uid]().get("errors", [])
-            ]
+        errors += node_errors("captioning", captions, video)
+        errors += node_errors("aggregation", annotations, video)
         if uid in release_trees.failed:
             errors.append(release_trees[uid]().to_dict())
         elif uid not in release_trees:
             errors.append(
-                VideoFailure(uid, "export", "no segment tree", video["path"]).to_dict()
+                VideoFailure(uid, STAGE, "no segment tree", video["path"]).to_dict()
             )
-    logger.info("export: %d videos with errors", len(errors))
+    logger.info("export: %d errors", len(errors))
     return errors

@@ -10,7 +10,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 func=export_video_trees,
-                inputs=["segment_trees", "captions", "video_manifest"],
+                inputs=["segment_trees", "captions", "annotations", "video_manifest"],
                 outputs="release_trees",
                 name="export_video_trees_node",
             ),
@@ -22,7 +22,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 func=collect_errors,
-                inputs=["release_trees", "captions", "video_manifest", "ingest_errors"],
+                inputs=[
+                    "release_trees",
+                    "captions",
+                    "annotations",
+                    "video_manifest",
+                    "ingest_errors",
+                ],
                 outputs="errors_table",
                 name="collect_errors_node",
             ),

@@ -1,0 +1,286 @@
+"""Chat clients for Stage 3: parse -> validate -> retry, with a response cache.
+
+``ChatClient.complete`` owns the attempt loop shared by every backend: cache
+look-up, one request, parsing and validating the answer, backoff on transient
+faults, and a specific reason when the attempts run out. Backends only implement
+``_request``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from action100m.llm.cache import ResponseCache, request_key
+from action100m.llm.schema import (
+    AnnotationError,
+    GptAnnotation,
+    annotation_json_schema,
+    parse_annotation,
+)
+from action100m.stage_model import StageModel
+
+logger = logging.getLogger(__name__)
+
+
+class TransientError(Exception):
+    """A fault worth retrying (HTTP 429/5xx, timeout, refused connection)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class PermanentError(Exception):
+    """A fault that retrying cannot fix (HTTP 4xx other than 429)."""
+
+
+class CompletionFailed(Exception):
+    """No valid answer after every attempt; the message says why."""
+
+
+@dataclass
+class RawAnswer:
+    text: str | None
+    finish_reason: str | None
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Completion:
+    annotation: GptAnnotation
+    text: str
+    attempts: int
+    usage: dict[str, int]
+    cached: bool
+
+
+@dataclass
+class ClientStats:
+    requests: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    invalid_answers: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class ChatClient(StageModel, ABC):
+    """Structured-output chat completions with retries and a response cache.
+
+    Args:
+        model: Model name (served name or local folder).
+        max_attempts: Attempts per request before it fails.
+        temperature: Sampling temperature.
+        max_tokens: Completion budget per request.
+        backoff_s: First retry delay (doubles each attempt, capped at 30 s).
+        cache: Response cache (None: no cache).
+        seed: Base seed; attempt ``k`` uses ``seed + k - 1`` so a retry is a new
+            request even at temperature 0.
+    """
+
+    backend = "base"
+
+    def __init__(
+        self,
+        model: str,
+        max_attempts: int = 5,
+        temperature: float = 0.0,
+        max_tokens: int = 4096,
+        backoff_s: float = 1.0,
+        cache: ResponseCache | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.max_attempts = max_attempts
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.backoff_s = backoff_s
+        self.cache = cache or ResponseCache(None)
+        self.seed = seed
+        self.stats = ClientStats()
+
+    @abstractmethod
+    async def _request(
+        self, messages: list[dict[str, str]], params: dict[str, Any]
+    ) -> RawAnswer:
+        """Send one request; raise TransientError or PermanentError on faults."""
+
+    def _params(self, attempt: int, reasoning_effort: str | None) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed + attempt - 1,
+        }
+        if reasoning_effort:
+            params["reasoning_effort"] = reasoning_effort
+        return params
+
+    async def complete(
+        self, messages: list[dict[str, str]], reasoning_effort: str | None = None
+    ) -> Completion:
+        """A validated annotation for ``messages``.
+
+        Raises:
+            CompletionFailed: After ``max_attempts``, with the last reason.
+        """
+        reason = "no attempt made"
+        for attempt in range(1, self.max_attempts + 1):
+            params = self._params(attempt, reasoning_effort)
+            key = request_key(self.model, messages, params)
+            cached = self.cache.get(key)
+            delay = None
+            try:
+                if cached is None:
+                    self.stats.requests += 1
+                    answer = await self._request(messages, params)
+                    self.cache.put(key, answer.__dict__)
+                else:
+                    self.stats.cache_hits += 1
+                    answer = RawAnswer(**cached)
+                self.stats.prompt_tokens += answer.usage.get("prompt_tokens", 0)
+                self.stats.completion_tokens += answer.usage.get("completion_tokens", 0)
+                if answer.finish_reason == "length":
+                    raise AnnotationError(
+                        f"truncated output (finish_reason=length at {self.max_tokens} "
+                        "tokens)"
+                    )
+                annotation = parse_annotation(answer.text)
+                return Completion(
+                    annotation,
+                    answer.text or "",
+                    attempt,
+                    answer.usage,
+                    cached is not None,
+                )
+            except AnnotationError as exc:
+                self.stats.invalid_answers += 1
+                reason = f"invalid answer: {exc}"
+                delay = 0.0
+            except TransientError as exc:
+                reason = str(exc)
+                delay = exc.retry_after
+            except PermanentError as exc:
+                raise CompletionFailed(f"{exc} (not retried)") from exc
+            if attempt < self.max_attempts:
+                self.stats.retries += 1
+                if delay is None:
+                    delay = min(self.backoff_s * 2 ** (attempt - 1), 30.0)
+                await asyncio.sleep(delay)
+        raise CompletionFailed(f"failed after {self.max_attempts} attempts: {reason}")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "model": self.model,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "max_attempts": self.max_attempts,
+            "seed": self.seed,
+        }
+
+
+def _retry_after(response: Any) -> float | None:
+    try:
+        value = response.headers.get("retry-after")
+        return float(value) if value is not None else None
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+class OpenAIChatClient(ChatClient):
+    """Any OpenAI-compatible endpoint (vLLM, SGLang, a hosted API).
+
+    Args:
+        base_url: e.g. ``http://localhost:8000/v1``.
+        api_key: The key (never logged); "EMPTY" for local servers.
+        timeout_s: Per-request timeout.
+        max_concurrency: Requests in flight across every video and node.
+        structured_output: Send ``response_format`` with the JSON schema.
+        **kwargs: See :class:`ChatClient`.
+    """
+
+    backend = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str = "http://localhost:8000/v1",
+        api_key: str | None = None,
+        timeout_s: float = 600.0,
+        max_concurrency: int = 32,
+        structured_output: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model, **kwargs)
+        self.base_url = base_url
+        self._api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+        self.timeout_s = timeout_s
+        self.max_concurrency = max_concurrency
+        self.structured_output = structured_output
+        self._client = None
+        self._limit: asyncio.Semaphore | None = None
+
+    def setup(self) -> None:
+        from openai import AsyncOpenAI
+
+        self._client = AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=self._api_key,
+            timeout=self.timeout_s,
+            max_retries=0,
+        )
+
+    async def _request(
+        self, messages: list[dict[str, str]], params: dict[str, Any]
+    ) -> RawAnswer:
+        import openai
+
+        if self._limit is None:
+            self._limit = asyncio.Semaphore(self.max_concurrency)
+        extra: dict[str, Any] = {}
+        if self.structured_output:
+            extra["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "segment_annotation",
+                    "schema": annotation_json_schema(),
+                    "strict": True,
+                },
+            }
+        try:
+            async with self._limit:
+                response = await self._client.chat.completions.create(
+                    model=self.model, messages=messages, **params, **extra
+                )
+        except openai.APIStatusError as exc:
+            reason = f"HTTP {exc.status_code}: {exc.message}"
+            if exc.status_code == 429 or exc.status_code >= 500:
+                raise TransientError(reason, _retry_after(exc.response)) from exc
+            raise PermanentError(reason) from exc
+        except openai.APITimeoutError as exc:
+            raise TransientError(f"timed out after {self.timeout_s} s") from exc
+        except openai.APIConnectionError as exc:
+            raise TransientError(f"connection error: {exc.__cause__ or exc}") from exc
+        if not response.choices:
+            raise TransientError("answer without choices")
+        choice = response.choices[0]
+        usage = response.usage.model_dump() if response.usage else {}
+        return RawAnswer(
+            choice.message.content,
+            choice.finish_reason,
+            {k: v for k, v in usage.items() if isinstance(v, int)},
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "base_url": self.base_url,
+            "max_concurrency": self.max_concurrency,
+            "structured_output": self.structured_output,
+        }

@@ -1,0 +1,43 @@
+"""Build the configured Stage 3 chat client; the backend is a config line."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from action100m.llm.cache import ResponseCache
+from action100m.llm.clients import ChatClient, OpenAIChatClient
+
+if TYPE_CHECKING:
+    from action100m.params import LLMParams
+
+
+def make_chat_client(params: LLMParams) -> ChatClient:
+    """An OpenAI-compatible or in-process transformers client."""
+    common = {
+        "max_attempts": params.max_attempts,
+        "temperature": params.temperature,
+        "max_tokens": params.max_tokens,
+        "backoff_s": params.backoff_s,
+        "cache": ResponseCache(params.cache_dir),
+        "seed": params.seed,
+    }
+    if params.backend == "transformers":
+        from action100m.llm.local import TransformersChatClient
+
+        return TransformersChatClient(
+            params.model,
+            device=params.device,
+            dtype=params.dtype,
+            max_field_chars=params.max_field_chars,
+            **common,
+        )
+    return OpenAIChatClient(
+        params.model,
+        base_url=params.base_url,
+        api_key=os.environ.get(params.api_key_env),
+        timeout_s=params.timeout_s,
+        max_concurrency=params.max_concurrency,
+        structured_output=params.structured_output,
+        **common,
+    )

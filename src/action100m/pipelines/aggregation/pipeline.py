@@ -1,0 +1,23 @@
+"""Aggregation pipeline wiring (paper Stage 3)."""
+
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import annotate_segment_trees
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                func=annotate_segment_trees,
+                inputs=[
+                    "segment_trees",
+                    "captions",
+                    "video_manifest",
+                    "params:aggregation",
+                ],
+                outputs="annotations",
+                name="annotate_segment_trees_node",
+            )
+        ]
+    )

@@ -1,0 +1,30 @@
+"""Reannotate pipeline wiring: Stage 3 on an existing release-schema parquet."""
+
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import annotate_release_trees, merge_reannotated, split_release
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                func=split_release,
+                inputs="release_input",
+                outputs="reannotate_trees",
+                name="split_release_node",
+            ),
+            Node(
+                func=annotate_release_trees,
+                inputs=["reannotate_trees", "params:aggregation"],
+                outputs="reannotate_annotations",
+                name="annotate_release_trees_node",
+            ),
+            Node(
+                func=merge_reannotated,
+                inputs=["release_input", "reannotate_trees", "reannotate_annotations"],
+                outputs=["release_parquet", "errors_table"],
+                name="merge_reannotated_node",
+            ),
+        ]
+    )

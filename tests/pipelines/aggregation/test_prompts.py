@@ -1,0 +1,59 @@
+"""The Stage 3 prompt on real released trees."""
+
+from __future__ import annotations
+
+import re
+
+import pyarrow.parquet as pq
+import yaml
+
+from action100m.llm.prompts import build_messages, format_span, render_tree_markdown
+from action100m.llm.refine import eligible_nodes
+from action100m.tree import SegmentTree
+
+
+def _depth_first(tree, node, kids):
+    yield node
+    for child in kids.get(node.node_id, []):
+        yield from _depth_first(tree, child, kids)
+
+
+def test_subtree_markdown_lists_every_node_depth_first(release_sample):
+    for row in pq.read_table(release_sample).to_pylist()[:3]:
+        tree = SegmentTree.from_release_row(row)
+        kids = tree.children()
+        node = max(eligible_nodes(tree), key=lambda n: (n.level == 2, n.duration))
+        text = render_tree_markdown(tree, node, kids=kids)
+        expected = list(_depth_first(tree, node, kids))
+        positions = [text.index(format_span(n)) for n in expected]
+        assert positions == sorted(positions)
+        assert len(re.findall(r" → ", text)) == len(expected)
+        for n in expected:
+            if n.plm_caption:
+                assert " ".join(n.plm_caption.split()) in text
+            if n.llama3_caption:
+                assert "> Middle frame: " + " ".join(n.llama3_caption.split()) in text
+        assert text.startswith("# " + format_span(node))
+        assert "\n- **" in text or max(n.level for n in expected) - node.level < 3
+
+
+def test_messages_carry_metadata_global_tree_and_segment(release_sample):
+    row = pq.read_table(release_sample).to_pylist()[5]
+    tree = SegmentTree.from_release_row(row)
+    node = eligible_nodes(tree)[3]
+    system, user = build_messages(tree, node)
+    assert "N/A" in system["content"] and '"summary"' in system["content"]
+    block = user["content"].split("```yaml\n", 1)[1].split("```", 1)[0]
+    meta = yaml.safe_load(block)
+    assert meta["title"] == row["metadata"]["title"]
+    assert meta["description"].startswith(
+        row["metadata"]["description"].split("\n")[0][:40]
+    )
+    times = [float(e["time"]) for e in row["metadata"]["transcript"]]
+    inside = [t for t in times if node.start - 30 <= t <= node.end + 30]
+    assert len(meta["transcript"]) == len(inside) > 0
+    content = user["content"]
+    assert content.index("## Global Tree-of-Captions") < content.index(
+        f"## Current segment: {format_span(node)}"
+    )
+    assert f"### {format_span(tree.root)}" in content  # the global tree's root
