@@ -1,4 +1,4 @@
-"""Stage 3 clients against a loopback OpenAI-compatible server, and the local backend."""
+"""Stage 3 clients against a loopback OpenAI-compatible server; the local backend."""
 
 from __future__ import annotations
 
