@@ -27,6 +27,8 @@ class FakeOpenAIServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
+
             def log_message(self, *args):  # keep test output clean
                 pass
 
@@ -129,3 +131,35 @@ def annotation_answer(body: dict) -> str:
             },
         }
     )
+
+
+def main() -> None:
+    """Serve valid annotations after a fixed latency until killed (benchmarks)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--latency", type=float, default=0.05)
+    args = parser.parse_args()
+
+    def answer(body: dict) -> str:
+        time.sleep(args.latency)
+        return annotation_answer(body)
+
+    server = FakeOpenAIServer(answer)
+    server.requests = _Counter()
+    with server:
+        sys.stdout.write(server.base_url + "\n")
+        sys.stdout.flush()
+        server.thread.join()
+
+
+class _Counter(list):
+    """Counts requests without keeping their bodies (long benchmark runs)."""
+
+    def append(self, item) -> None:
+        super().append(None)
+
+
+if __name__ == "__main__":
+    main()

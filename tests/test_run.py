@@ -150,7 +150,9 @@ def test_reannotate_fills_exactly_the_released_gpt_nodes(tmp_path, release_sampl
     assert "## Global Tree-of-Captions" in first_user
     had_gpt = gpt_nodes = 0
     for old, new in zip(before.to_pylist(), after.to_pylist(), strict=True):
-        assert old["video_uid"] == new["video_uid"] and old["metadata"] == new["metadata"]
+        assert (
+            old["video_uid"] == new["video_uid"] and old["metadata"] == new["metadata"]
+        )
         for a, b in zip(old["nodes"], new["nodes"], strict=True):
             assert (a["gpt"] is None) == (b["gpt"] is None)
             had_gpt += a["gpt"] is not None

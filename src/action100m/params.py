@@ -104,6 +104,7 @@ class PromptParams(_Params):
     global_levels: int = Field(3, ge=1)
     subtree_depth: int | None = Field(None, ge=0)
     transcript_margin_s: float | None = Field(30.0, ge=0)
+    max_chars: int | None = Field(240_000, ge=1000)
 
 
 class AggregationParams(_Params):

@@ -180,6 +180,11 @@ def render_tree_markdown(
     return "\n".join(lines).strip() + "\n"
 
 
+def _subtree_height(node: Node, kids: dict[str, list[Node]]) -> int:
+    children = kids.get(node.node_id, [])
+    return 1 + max((_subtree_height(c, kids) for c in children), default=-1)
+
+
 def build_messages(
     tree: SegmentTree,
     node: Node,
@@ -187,6 +192,7 @@ def build_messages(
     subtree_depth: int | None = None,
     transcript_margin_s: float | None = 30.0,
     kids: dict[str, list[Node]] | None = None,
+    max_chars: int | None = None,
 ) -> list[dict[str, str]]:
     """The first-round conversation for one segment.
 
@@ -198,11 +204,35 @@ def build_messages(
         transcript_margin_s: Transcript lines within this margin of the segment
             (None: the whole transcript).
         kids: ``tree.children()``, if already computed.
+        max_chars: If the prompt is longer, the segment's sub-tree loses its
+            deepest levels until it fits (the segment's own caption always stays).
 
     Returns:
         ``[system, user]`` messages.
     """
     kids = tree.children() if kids is None else kids
+    depth = subtree_depth
+    while True:
+        messages = _messages(
+            tree, node, global_levels, depth, transcript_margin_s, kids
+        )
+        if max_chars is None or sum(len(m["content"]) for m in messages) <= max_chars:
+            return messages
+        if depth is None:
+            depth = _subtree_height(node, kids)
+        if depth == 0:
+            return messages
+        depth -= 1
+
+
+def _messages(
+    tree: SegmentTree,
+    node: Node,
+    global_levels: int,
+    subtree_depth: int | None,
+    transcript_margin_s: float | None,
+    kids: dict[str, list[Node]],
+) -> list[dict[str, str]]:
     window = None
     if transcript_margin_s is not None:
         window = (node.start - transcript_margin_s, node.end + transcript_margin_s)

@@ -99,6 +99,7 @@ async def annotate_tree(
             params.prompt.subtree_depth,
             params.prompt.transcript_margin_s,
             kids=kids,
+            max_chars=params.prompt.max_chars,
         )
         for node in nodes
     ]

@@ -57,3 +57,13 @@ def test_messages_carry_metadata_global_tree_and_segment(release_sample):
         f"## Current segment: {format_span(node)}"
     )
     assert f"### {format_span(tree.root)}" in content  # the global tree's root
+
+
+def test_long_subtrees_lose_deep_levels_to_fit(release_sample):
+    rows = pq.read_table(release_sample).to_pylist()
+    tree = SegmentTree.from_release_row(max(rows, key=lambda r: len(r["nodes"])))
+    full = build_messages(tree, tree.root)
+    assert sum(len(m["content"]) for m in full) > 400_000
+    cut = build_messages(tree, tree.root, max_chars=100_000)
+    assert 50_000 < sum(len(m["content"]) for m in cut) <= 100_000
+    assert f"## Current segment: {format_span(tree.root)}" in cut[1]["content"]
