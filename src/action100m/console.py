@@ -53,6 +53,25 @@ def _demo_footage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _view(args: argparse.Namespace) -> int:
+    import pyarrow.compute as pc
+
+    from action100m.tree import SegmentTree
+    from action100m.viewer import render_html
+
+    table = pq.read_table(args.file)
+    match = table.filter(pc.equal(table.column("video_uid"), args.video_uid))
+    if match.num_rows == 0:
+        print(f"{args.file}: no video_uid {args.video_uid!r}")
+        return 1
+    tree = SegmentTree.from_release_row(match.to_pylist()[0])
+    video = args.video or f"https://www.youtube.com/embed/{args.video_uid}"
+    with open(args.out, "w", encoding="utf-8") as handle:
+        handle.write(render_html(tree, video))
+    print(f"{args.out}: {len(tree.nodes)} nodes")
+    return 0
+
+
 def _tiny_models(args: argparse.Namespace) -> int:
     from action100m.tiny_models import build_tiny_models
 
@@ -97,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     footage.add_argument("--count", type=int, default=3)
     footage.add_argument("--seed", type=int, default=0)
     footage.set_defaults(func=_demo_footage)
+
+    view = sub.add_parser("view", help="write a self-contained HTML viewer of one tree")
+    view.add_argument("file")
+    view.add_argument("--video-uid", required=True)
+    view.add_argument("--out", required=True)
+    view.add_argument("--video", help="video URL or path relative to the page")
+    view.set_defaults(func=_view)
 
     tiny = sub.add_parser(
         "tiny-models",

@@ -4,7 +4,14 @@ from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
 # Stage order of the default run.
-STAGES = ("ingest", "segmentation", "captioning", "aggregation", "export")
+STAGES = (
+    "ingest",
+    "segmentation",
+    "captioning",
+    "aggregation",
+    "export",
+    "evaluation",
+)
 
 
 def register_pipelines() -> dict[str, Pipeline]:

@@ -5,10 +5,15 @@ from action100m.datasets.partitions import (
     VideoPartitionsDataset,
     load_upstream,
 )
-from action100m.datasets.tables import JSONLinesDataset, ReleaseParquetDataset
+from action100m.datasets.tables import (
+    JSONFileDataset,
+    JSONLinesDataset,
+    ReleaseParquetDataset,
+)
 from action100m.datasets.video_folder import VideoFolderDataset
 
 __all__ = [
+    "JSONFileDataset",
     "JSONLinesDataset",
     "PartitionLoaders",
     "ReleaseParquetDataset",

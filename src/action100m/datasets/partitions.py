@@ -94,7 +94,10 @@ class VideoPartitionsDataset(AbstractDataset[dict[str, Any], PartitionLoaders]):
 
     Args:
         path: Folder path or fsspec URL.
-        format: ``json`` (dicts) or ``npz`` (dicts of arrays).
+        format: ``json`` (dicts), ``npz`` (dicts of arrays) or ``bytes`` (raw
+            bytes, e.g. PNG; str is written as UTF-8).
+        suffix: File name ending of the partitions (default ``.json``/``.npz``),
+            e.g. ``.cuts.json`` to read ``<uid>.cuts.json`` files.
         skip_existing: Do not recompute or rewrite partitions already on disk.
         credentials: Passed to the fsspec filesystem.
         fs_args: Extra fsspec filesystem arguments.
@@ -106,15 +109,17 @@ class VideoPartitionsDataset(AbstractDataset[dict[str, Any], PartitionLoaders]):
         *,
         path: str,
         format: str = "json",  # noqa: A002 - the catalog's word
+        suffix: str | None = None,
         skip_existing: bool = True,
         credentials: dict[str, Any] | None = None,
         fs_args: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        if format not in ("json", "npz"):
-            raise DatasetError(f"format must be 'json' or 'npz', not {format!r}")
+        if format not in ("json", "npz", "bytes"):
+            raise DatasetError(f"format must be json, npz or bytes, not {format!r}")
         self._path = str(path)
         self._format = format
+        self._suffix = suffix or f".{format}"
         self._skip_existing = skip_existing
         self._fs, self._root = fsspec.core.url_to_fs(
             self._path, **(credentials or {}), **(fs_args or {})
@@ -124,7 +129,7 @@ class VideoPartitionsDataset(AbstractDataset[dict[str, Any], PartitionLoaders]):
     # ------------------------------------------------------------------ paths
     def partition_path(self, video_uid: str) -> str:
         check_partition_id(video_uid)
-        return posixpath.join(self._root, f"{video_uid}.{self._format}")
+        return posixpath.join(self._root, f"{video_uid}{self._suffix}")
 
     def error_path(self, video_uid: str) -> str:
         check_partition_id(video_uid)
@@ -144,6 +149,8 @@ class VideoPartitionsDataset(AbstractDataset[dict[str, Any], PartitionLoaders]):
     def _read(self, path: str) -> Any:
         with self._fs.open(path, "rb") as handle:
             raw = handle.read()
+        if self._format == "bytes" and ERRORS_FOLDER not in path:
+            return raw
         if path.endswith(".npz"):
             with np.load(io.BytesIO(raw), allow_pickle=False) as data:
                 return {key: data[key] for key in data.files}
@@ -159,7 +166,7 @@ class VideoPartitionsDataset(AbstractDataset[dict[str, Any], PartitionLoaders]):
             path = self.error_path(uid)
             loaders[uid] = lambda path=path: self._read_failure(path)
             failed.add(uid)
-        for uid in self._list(self._root, f".{self._format}"):
+        for uid in self._list(self._root, self._suffix):
             path = self.partition_path(uid)
             loaders[uid] = lambda path=path: self._read(path)
             failed.discard(uid)
@@ -171,7 +178,9 @@ class VideoPartitionsDataset(AbstractDataset[dict[str, Any], PartitionLoaders]):
     # --------------------------------------------------------------- writing
     def _write(self, path: str, value: Any) -> None:
         with atomic_open(self._fs, path) as handle:
-            if path.endswith(".npz"):
+            if isinstance(value, bytes | str):
+                handle.write(value.encode() if isinstance(value, str) else value)
+            elif path.endswith(".npz"):
                 buffer = io.BytesIO()
                 np.savez(buffer, **{k: np.asarray(v) for k, v in value.items()})
                 handle.write(buffer.getvalue())

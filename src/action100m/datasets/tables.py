@@ -71,6 +71,18 @@ class JSONLinesDataset(_FileDataset):
                 handle.write(json.dumps(row, ensure_ascii=False).encode() + b"\n")
 
 
+class JSONFileDataset(_FileDataset):
+    """One JSON document, written atomically."""
+
+    def load(self) -> Any:
+        with self._fs.open(self._path, "rb") as handle:
+            return json.loads(handle.read())
+
+    def save(self, data: Any) -> None:
+        with atomic_open(self._fs, self._path) as handle:
+            handle.write(json.dumps(data, ensure_ascii=False, indent=1).encode())
+
+
 class ReleaseParquetDataset(_FileDataset):
     """Rows of the release schema, streamed into row groups of ``rows_per_group``.
 

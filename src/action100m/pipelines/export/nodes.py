@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ from action100m.assembly import assemble_tree
 from action100m.datasets import PartitionLoaders
 from action100m.errors import VideoFailure
 from action100m.tree import SegmentTree
+from action100m.viewer import render_html, render_timeline_png
 
 logger = logging.getLogger(__name__)
 STAGE = "export"
@@ -67,6 +69,46 @@ def iter_release_rows(
         SegmentTree.from_release_json(release_trees[uid]()).to_release_row()
         for uid in uids
     )
+
+
+def render_views(
+    release_trees: PartitionLoaders,
+    video_manifest: list[dict[str, Any]],
+    output_dir: str,
+) -> tuple[dict[str, Callable[[], Any]], dict[str, Callable[[], Any]]]:
+    """An HTML viewer and a timeline PNG per exported video (lazy).
+
+    Args:
+        release_trees: Loaders of the per-video release JSON.
+        video_manifest: Usable videos of this run.
+        output_dir: The run's output folder (the viewer links the video relative
+            to ``<output_dir>/viewer``).
+
+    Returns:
+        ``video_uid -> callable`` for the pages and for the images.
+    """
+    videos = {
+        v["video_uid"]: v
+        for v in video_manifest
+        if v["video_uid"] in release_trees
+        and v["video_uid"] not in release_trees.failed
+    }
+
+    def tree(uid: str) -> SegmentTree:
+        return SegmentTree.from_release_json(release_trees[uid]())
+
+    def page(uid: str) -> str:
+        path = videos[uid]["path"]
+        if "://" not in path:
+            path = os.path.relpath(
+                os.path.abspath(path),
+                os.path.abspath(os.path.join(output_dir, "viewer")),
+            )
+        return render_html(tree(uid), path)
+
+    pages = {uid: (lambda uid=uid: page(uid)) for uid in videos}
+    images = {uid: (lambda uid=uid: render_timeline_png(tree(uid))) for uid in videos}
+    return pages, images
 
 
 def node_errors(

@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import collect_errors, export_video_trees, iter_release_rows
+from .nodes import collect_errors, export_video_trees, iter_release_rows, render_views
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -19,6 +19,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["release_trees", "video_manifest"],
                 outputs="release_parquet",
                 name="write_release_parquet_node",
+            ),
+            Node(
+                func=render_views,
+                inputs=["release_trees", "video_manifest", "params:output_dir"],
+                outputs=["viewer_pages", "timeline_images"],
+                name="render_views_node",
             ),
             Node(
                 func=collect_errors,

@@ -1,0 +1,24 @@
+"""Evaluation pipeline wiring."""
+
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import evaluate_run
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                func=evaluate_run,
+                inputs=[
+                    "release_parquet",
+                    "annotations",
+                    "ground_truth_cuts",
+                    "video_manifest",
+                    "errors_table",
+                ],
+                outputs=["quality_metrics", "run_summary"],
+                name="evaluate_run_node",
+            )
+        ]
+    )

@@ -1,0 +1,112 @@
+"""Quality metrics of a run: structure, lengths vs the paper, LLM behaviour, cuts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import pyarrow as pa
+
+from action100m.stats import compute_stats
+from action100m.tree import SegmentTree
+
+# Mean words per field in the paper (action brief, summary brief, action detailed,
+# summary detailed), the share of N/A actions and the node-duration histogram.
+PAPER_WORDS = {
+    "action_brief": 3.2,
+    "summary_brief": 19.2,
+    "action_detailed": 27.8,
+    "summary_detailed": 95.3,
+}
+PAPER_NA_RATE = 0.0323
+PAPER_DURATION_HIST = {"0-3": 0.64, "3-10": 0.238, "10-60": 0.102, "60+": 0.02}
+
+
+def boundary_f1(
+    predicted: Iterable[float], truth: Iterable[float], tolerance: float = 0.5
+) -> dict[str, float]:
+    """Precision, recall and F1 of boundaries matched one-to-one within a tolerance."""
+    predicted, truth = sorted(predicted), sorted(truth)
+    unmatched = list(truth)
+    hits = 0
+    for p in predicted:
+        best = min(unmatched, key=lambda t: abs(t - p), default=None)
+        if best is not None and abs(best - p) <= tolerance:
+            unmatched.remove(best)
+            hits += 1
+    precision = hits / len(predicted) if predicted else 1.0
+    recall = hits / len(truth) if truth else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def top_boundaries(tree: SegmentTree, count: int) -> list[float]:
+    """The split points of the first ``count`` internal nodes, breadth first.
+
+    The top of a Ward tree splits where frames differ most, so its first k-1
+    splits are the tree's best guess of a k-segment partition.
+    """
+    kids = tree.children()
+    splits = [kids[n.node_id][0].end for n in tree.nodes if n.node_id in kids]
+    return splits[:count]
+
+
+def cut_metrics(tree: SegmentTree, cuts: list[float], tolerance: float = 0.5):
+    """Boundary F1 of the top of the tree, and recall of every tree boundary."""
+    top = boundary_f1(top_boundaries(tree, len(cuts)), cuts, tolerance)
+    every = {n.start for n in tree.nodes if n.start > 0}
+    recall_any = boundary_f1(every, cuts, tolerance)["recall"]
+    return {"boundary_f1": top["f1"], "boundary_recall_any_level": recall_any}
+
+
+def refine_metrics(annotation_parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """JSON validity, retries and Self-Refine change rates from the per-node rounds."""
+    requests = first_try = retries = 0
+    changed: dict[int, list[bool]] = {}
+    for part in annotation_parts:
+        for rounds in part.get("rounds", {}).values():
+            for index, entry in enumerate(rounds):
+                requests += 1
+                first_try += entry["attempts"] == 1
+                retries += entry["attempts"] - 1
+                if index:
+                    before = rounds[index - 1]["annotation"]
+                    changed.setdefault(entry["round"], []).append(
+                        entry["annotation"] != before
+                    )
+    metrics: dict[str, Any] = {
+        "llm_requests": requests,
+        "llm_first_attempt_valid_rate": first_try / requests if requests else None,
+        "llm_retries_per_request": retries / requests if requests else None,
+    }
+    for round_number, flags in sorted(changed.items()):
+        metrics[f"refine_change_rate_round{round_number}"] = sum(flags) / len(flags)
+    return metrics
+
+
+def release_metrics(table: pa.Table) -> dict[str, Any]:
+    """Structure and text statistics of a release table, with gaps to the paper."""
+    stats = compute_stats(table)
+    rows = table.to_pylist()
+    valid = sum(
+        not SegmentTree.from_release_row(r).violations(require_captions=True)
+        for r in rows
+    )
+    metrics: dict[str, Any] = {
+        "videos": stats["videos"],
+        "nodes": stats["nodes"],
+        "nodes_per_video": stats["nodes_per_video"],
+        "max_depth": stats["max_depth"],
+        "invariant_pass_rate": valid / len(rows) if rows else None,
+        "na_rate": stats["na_rate"],
+        "na_rate_paper": PAPER_NA_RATE,
+    }
+    for name, share in stats["duration_hist"].items():
+        key = name.replace("-", "_to_").replace("+", "_plus")
+        metrics[f"duration_share_{key}_s"] = share
+        metrics[f"duration_share_{key}_s_paper"] = PAPER_DURATION_HIST[name]
+    for field, mean in stats["mean_words"].items():
+        metrics[f"words_{field}"] = mean
+        if field in PAPER_WORDS:
+            metrics[f"words_{field}_paper"] = PAPER_WORDS[field]
+    return metrics

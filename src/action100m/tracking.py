@@ -1,0 +1,226 @@
+"""Run tracking: per-stage wall, CPU and GPU hours, model revisions, to MLflow.
+
+``RunTrackingHook`` (registered in ``settings.py``) times every node including the
+lazy per-video work done while its outputs are saved, sums the times per stage
+(pipeline), and logs them to the MLflow run that kedro-mlflow opened, together
+with every model's id and resolved revision, the prompt template hash, package
+versions and the project's git commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import time
+from importlib import metadata as importlib_metadata
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+
+logger = logging.getLogger(__name__)
+PACKAGES = (
+    "kedro",
+    "kedro-mlflow",
+    "mlflow",
+    "torch",
+    "transformers",
+    "av",
+    "openai",
+    "xgrammar",
+    "scikit-learn",
+    "pyarrow",
+)
+
+
+def folder_revision(folder: str, full_hash_below: int = 50_000_000) -> str:
+    """A content hash of a local model folder (names, sizes, small files' bytes)."""
+    digest = hashlib.sha256()
+    for root, _, files in sorted(os.walk(folder)):
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            size = os.path.getsize(path)
+            digest.update(f"{os.path.relpath(path, folder)}:{size}".encode())
+            if size < full_hash_below:
+                with open(path, "rb") as handle:
+                    digest.update(handle.read())
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+def resolve_revision(model_id: str | None, revision: str | None = None) -> str | None:
+    """The commit of a hub model's local snapshot, or a local folder's content hash."""
+    if not model_id:
+        return None
+    if os.path.isdir(model_id):
+        return folder_revision(model_id)
+    try:
+        from huggingface_hub import snapshot_download
+
+        path = snapshot_download(model_id, revision=revision, local_files_only=True)
+        return os.path.basename(path.rstrip("/"))
+    except Exception:  # noqa: BLE001 - not downloaded yet: report what was asked
+        return revision or "unresolved"
+
+
+def model_identities(params: dict[str, Any]) -> dict[str, str]:
+    """``role.model_id`` and ``role.revision`` of every model the params name."""
+    roles: dict[str, tuple[str | None, str | None]] = {}
+    embedder = params.get("segmentation", {}).get("embedder", {})
+    if embedder.get("backend") == "vjepa2":
+        roles["embedder"] = (embedder.get("model_id"), embedder.get("revision"))
+    for role in ("plm", "llama"):
+        cfg = params.get("captioning", {}).get(role, {})
+        if cfg.get("backend") != "openai":
+            roles[role] = (cfg.get("model_id"), cfg.get("revision"))
+        else:
+            roles[role] = (cfg.get("model_id"), "served")
+    llm = params.get("aggregation", {}).get("llm", {})
+    roles["llm"] = (
+        llm.get("model"),
+        None if llm.get("backend") == "transformers" else "served",
+    )
+    found = {}
+    for role, (model_id, revision) in roles.items():
+        if not model_id:
+            continue
+        found[f"model.{role}.id"] = model_id
+        found[f"model.{role}.revision"] = (
+            revision if revision == "served" else resolve_revision(model_id, revision)
+        )
+    return found
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # noqa: BLE001
+        return 0
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=5,
+        ).stdout.strip()
+    except Exception:  # noqa: BLE001
+        return None
+
+
+class RunTrackingHook:
+    """Per-stage timing and model identities, logged to the active MLflow run."""
+
+    def __init__(self) -> None:
+        self._stage_of: dict[str, str] = {}
+        self._current: str | None = None
+        self._mark = (0.0, 0.0)
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self.video_hours: float | None = None
+        self._params: dict[str, Any] = {}
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        self._params = {
+            key: value.model_dump() if hasattr(value, "model_dump") else value
+            for key, value in context.params.items()
+        }
+
+    @hook_impl(trylast=True)  # after kedro-mlflow has opened the run
+    def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
+        from kedro.framework.project import pipelines
+
+        from action100m.pipeline_registry import STAGES
+
+        for name in (*STAGES, "reannotate"):
+            try:
+                for node in pipelines[name].nodes:
+                    self._stage_of.setdefault(node.name, name)
+            except KeyError:
+                continue
+        self.wall.clear()
+        self.cpu.clear()
+        tags = {f"version.{p}": _version(p) for p in PACKAGES}
+        tags["git_commit"] = _git_commit() or "unknown"
+        from action100m.llm.prompts import prompt_template_hash
+
+        identities = model_identities(self._params)
+        identities["prompt.aggregation_hash"] = prompt_template_hash()
+        self._log(lambda mlflow: (mlflow.set_tags(tags), mlflow.log_params(identities)))
+
+    def _close(self) -> None:
+        if self._current is not None:
+            wall, cpu = self._mark
+            stage = self._stage_of.get(self._current, "other")
+            self.wall[stage] = self.wall.get(stage, 0.0) + time.perf_counter() - wall
+            self.cpu[stage] = self.cpu.get(stage, 0.0) + time.process_time() - cpu
+        self._current = None
+
+    @hook_impl
+    def before_node_run(self, node) -> None:
+        self._close()
+        self._current = node.name
+        self._mark = (time.perf_counter(), time.process_time())
+
+    @hook_impl
+    def after_node_run(self, node, outputs) -> None:
+        summary = outputs.get("run_summary")
+        if isinstance(summary, dict):
+            self.video_hours = summary.get("metrics", {}).get("video_hours")
+
+    @hook_impl(tryfirst=True)  # before kedro-mlflow ends the run
+    def after_pipeline_run(self) -> None:
+        self._close()
+        metrics = self.stage_metrics()
+        self._log(lambda mlflow: mlflow.log_metrics(metrics))
+
+    @hook_impl(tryfirst=True)
+    def on_pipeline_error(self) -> None:
+        self._close()
+        metrics = self.stage_metrics()
+        self._log(lambda mlflow: mlflow.log_metrics(metrics))
+
+    def stage_metrics(self) -> dict[str, float]:
+        """Wall seconds, CPU-hours and GPU-hours per stage, and their totals."""
+        gpus = _gpu_count()
+        metrics: dict[str, float] = {}
+        for stage, wall in self.wall.items():
+            metrics[f"{stage}.wall_s"] = wall
+            metrics[f"{stage}.cpu_hours"] = self.cpu.get(stage, 0.0) / 3600
+            metrics[f"{stage}.gpu_hours"] = wall * gpus / 3600
+        total_gpu = sum(v for k, v in metrics.items() if k.endswith(".gpu_hours"))
+        metrics["total.gpu_hours"] = total_gpu
+        metrics["total.cpu_hours"] = sum(self.cpu.values()) / 3600
+        metrics["total.wall_s"] = sum(self.wall.values())
+        if self.video_hours:
+            metrics["gpu_hours_per_video_hour"] = total_gpu / self.video_hours
+            metrics["video_hours_per_gpu_day"] = (
+                self.video_hours / (total_gpu / 24) if total_gpu else 0.0
+            )
+            metrics["video_hours_per_wall_hour"] = self.video_hours / (
+                metrics["total.wall_s"] / 3600
+            )
+        return metrics
+
+    @staticmethod
+    def _log(action) -> None:
+        try:
+            import mlflow
+
+            if mlflow.active_run() is not None:
+                action(mlflow)
+        except Exception as exc:  # noqa: BLE001 - tracking must not fail a run
+            logger.warning("MLflow logging failed: %s", exc)
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib_metadata.version(package)
+    except importlib_metadata.PackageNotFoundError:
+        return "absent"
