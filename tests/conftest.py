@@ -40,6 +40,7 @@ def cut_videos(tmp_path_factory) -> tuple[Path, dict[str, list[float]]]:
     for uid, shots in CUT_VIDEOS.items():
         cuts[uid] = write_cut_video(str(folder / f"{uid}.mp4"), shots, fps=25)
         (folder / f"{uid}.json").write_text(json.dumps({"title": f"Video {uid}"}))
+        (folder / f"{uid}.cuts.json").write_text(json.dumps({"cut_times": cuts[uid]}))
     return folder, cuts
 
 

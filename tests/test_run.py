@@ -74,6 +74,33 @@ def test_demo_run_writes_release_files_and_resumes(tmp_path, videos, model_param
         assert tree_json["video_uid"] == [uid]
     errors = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
     assert [(e["video_uid"], e["stage"]) for e in errors] == [("broken", "ingest")]
+    for uid in cuts:
+        assert (
+            (out / "viewer" / f"{uid}.html").read_text().startswith("<!DOCTYPE html>")
+        )
+        assert (out / "timelines" / f"{uid}.png").read_bytes()[:4] == b"\x89PNG"
+
+    # One finished MLflow run with model identities, stage costs and quality.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("action100m").experiment_id]
+    )
+    assert run.info.status == "FINISHED"
+    logged, metrics = run.data.params, run.data.metrics
+    for role in ("plm", "llama", "llm"):
+        assert logged[f"model.{role}.revision"].startswith("sha256:")
+    assert logged["model.plm.id"].endswith("perception_lm")
+    for stage in ("ingest", "segmentation", "captioning", "aggregation", "export"):
+        assert metrics[f"{stage}.gpu_hours"] == 0.0  # a CPU run
+        assert metrics[f"{stage}.wall_s"] > 0
+        assert f"{stage}.cpu_hours" in metrics
+    assert metrics["quality_metrics.invariant_pass_rate"] == 1.0
+    assert metrics["quality_metrics.boundary_recall_any_level"] >= 0.99
+    assert metrics["quality_metrics.llm_first_attempt_valid_rate"] == 1.0
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["metrics"]["videos"] == 3
 
     # A rerun resumes: finished partitions are neither recomputed nor rewritten.
     partitions = sorted((out / "intermediate").rglob("*.npz")) + sorted(
