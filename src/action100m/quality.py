@@ -7,19 +7,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from action100m.stats import compute_stats
+from action100m.stats import (
+    PAPER_DURATION_HIST,
+    PAPER_NA_RATE,
+    PAPER_WORDS,
+    compute_stats,
+)
 from action100m.tree import SegmentTree
-
-# Mean words per field in the paper (action brief, summary brief, action detailed,
-# summary detailed), the share of N/A actions and the node-duration histogram.
-PAPER_WORDS = {
-    "action_brief": 3.2,
-    "summary_brief": 19.2,
-    "action_detailed": 27.8,
-    "summary_detailed": 95.3,
-}
-PAPER_NA_RATE = 0.0323
-PAPER_DURATION_HIST = {"0-3": 0.64, "3-10": 0.238, "10-60": 0.102, "60+": 0.02}
 
 
 def boundary_f1(

@@ -14,6 +14,15 @@ DURATION_BINS = (
     ("10-60", 10.0, 60.0),
     ("60+", 60.0, float("inf")),
 )
+# The paper's corpus statistics: mean words per field, N/A share, node durations.
+PAPER_WORDS = {
+    "action_brief": 3.2,
+    "summary_brief": 19.2,
+    "action_detailed": 27.8,
+    "summary_detailed": 95.3,
+}
+PAPER_NA_RATE = 0.0323
+PAPER_DURATION_HIST = {"0-3": 0.64, "3-10": 0.238, "10-60": 0.102, "60+": 0.02}
 WORD_FIELDS = (
     "plm_caption",
     "llama3_caption",
@@ -83,20 +92,33 @@ def compute_stats(table: pa.Table) -> dict[str, Any]:
         "duration_hist": {k: (v / nodes if nodes else 0.0) for k, v in hist.items()},
         "mean_words": {f: (s / c if c else None) for f, (s, c) in words.items()},
         "na_rate": na / gpt_nodes if gpt_nodes else None,
+        "paper": {
+            "mean_words": PAPER_WORDS,
+            "na_rate": PAPER_NA_RATE,
+            "duration_hist": PAPER_DURATION_HIST,
+        },
     }
 
 
 def format_stats(stats: dict[str, Any]) -> str:
-    """A readable two-column table of :func:`compute_stats`' result."""
-    lines = []
+    """A readable table of :func:`compute_stats`' result, next to the paper's values."""
+    paper = stats["paper"]
+    lines = [f"{'':<28}{'this file':>12}{'paper':>10}"]
     for key in ("videos", "nodes", "leaves", "gpt_nodes", "max_depth"):
-        lines.append(f"{key:<28}{stats[key]}")
-    lines.append(f"{'nodes_per_video':<28}{stats['nodes_per_video']:.1f}")
+        lines.append(f"{key:<28}{stats[key]:>12}")
+    lines.append(f"{'nodes_per_video':<28}{stats['nodes_per_video']:>12.1f}")
     for name, share in stats["duration_hist"].items():
-        lines.append(f"{'duration ' + name + ' s':<28}{share:.1%}")
+        lines.append(
+            f"{'duration ' + name + ' s':<28}{share:>12.1%}"
+            f"{paper['duration_hist'][name]:>10.1%}"
+        )
     for field, mean in stats["mean_words"].items():
         shown = "-" if mean is None else f"{mean:.1f}"
-        lines.append(f"{'words ' + field:<28}{shown}")
+        ref = paper["mean_words"].get(field)
+        lines.append(
+            f"{'words ' + field:<28}{shown:>12}{'' if ref is None else ref:>10}"
+        )
     na = stats["na_rate"]
-    lines.append(f"{'na_rate':<28}{'-' if na is None else f'{na:.2%}'}")
+    na_text = "-" if na is None else f"{na:.2%}"
+    lines.append(f"{'na_rate':<28}{na_text:>12}{paper['na_rate']:>10.2%}")
     return "\n".join(lines)
