@@ -119,6 +119,62 @@ def test_demo_run_writes_release_files_and_resumes(tmp_path, videos, model_param
     assert captions.stat().st_mtime_ns == stamps[captions]
     assert pq.read_table(out / "action100m.parquet").equals(table)
 
+    # Resampling on this run's output, then the notebook, headless.
+    resample = kedro_run(
+        tmp_path,
+        "--env",
+        "demo",
+        "--pipeline",
+        "resampling",
+        "--params",
+        f"output_dir={out}",
+    )
+    assert resample.returncode == 0, resample.stderr[-3000:]
+    selection = pq.read_table(out / "resampled.parquet").to_pylist()
+    annotated = {
+        (r["video_uid"], n["node_id"])
+        for r in table.to_pylist()
+        for n in r["nodes"]
+        if n["gpt"] is not None and n["gpt"]["action"]["brief"] != "N/A"
+    }
+    assert (
+        selection and {(s["video_uid"], s["node_id"]) for s in selection} <= annotated
+    )
+    execute_notebook(out)
+
+
+def execute_notebook(out: Path) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(ROOT / "notebooks" / "01_explore_annotations.ipynb", 4)
+    os.environ["ACTION100M_OUTPUT_DIR"] = str(out)
+    os.environ["ACTION100M_ENV"] = "demo"
+    try:
+        NotebookClient(
+            notebook,
+            timeout=600,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(ROOT)}},
+        ).execute()
+    finally:
+        del os.environ["ACTION100M_OUTPUT_DIR"], os.environ["ACTION100M_ENV"]
+    texts = [
+        o.get("text", "")
+        for c in notebook.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+    ]
+    assert any("this file     paper" in t for t in texts)
+    assert any("largest cluster:" in t for t in texts)
+    images = [
+        o
+        for c in notebook.cells
+        for o in c.get("outputs", [])
+        if "image/png" in o.get("data", {})
+    ]
+    assert len(images) >= 2  # the timeline and the cluster sizes
+
 
 @pytest.mark.slow
 def test_stages_rerun_alone_and_bad_params_fail_before_work(

@@ -105,13 +105,14 @@ def render_html(tree: SegmentTree, video_src: str | None) -> str:
 
 def render_timeline_png(tree: SegmentTree, width_in: float = 14.0) -> bytes:
     """The tree as a timeline: one row per level, segments labelled by their action."""
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    # The object API leaves the caller's pyplot backend alone (notebooks).
     depth = tree.max_depth() + 1
-    fig, ax = plt.subplots(figsize=(width_in, 0.35 * depth + 1.0), dpi=100)
+    fig = Figure(figsize=(width_in, 0.35 * depth + 1.0), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     total = max(tree.root.end, 1e-6)
     for node in tree.nodes:
         label = (node.gpt or {}).get("action", {}).get("brief") or node.plm_action or ""
@@ -142,5 +143,4 @@ def render_timeline_png(tree: SegmentTree, width_in: float = 14.0) -> bytes:
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    plt.close(fig)
     return buffer.getvalue()
