@@ -83,8 +83,10 @@ def cluster_embeddings(
     """Mini-batch k-means labels of L2-normalised embeddings (bounded memory)."""
     from sklearn.cluster import MiniBatchKMeans
 
-    x = np.asarray(embeddings, dtype=np.float32)
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    x = np.array(embeddings, dtype=np.float32)  # a copy: the caller's array stays
+    for start in range(0, len(x), 65536):
+        block = x[start : start + 65536]
+        block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
     if k >= len(x):
         return np.arange(len(x))
     kmeans = MiniBatchKMeans(
