@@ -89,8 +89,10 @@ def cluster_embeddings(
         block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
     if k >= len(x):
         return np.arange(len(x))
+    # k-means++ seeding costs O(k^2) distance rows: random seeding for large k.
     kmeans = MiniBatchKMeans(
         n_clusters=k,
+        init="k-means++" if k <= 1000 else "random",
         random_state=seed,
         batch_size=batch_size,
         n_init=1,
