@@ -24,12 +24,14 @@ demo: setup
 	$(BIN)/action100m demo-footage --out $(DEMO_VIDEOS)
 	$(BIN)/action100m tiny-models --out data/06_models
 	$(BIN)/kedro run --env demo --params "videos_dir=$(DEMO_VIDEOS),output_dir=$(DEMO_OUTPUT)"
-	$(BIN)/action100m validate --allow-missing-gpt --strict $(DEMO_OUTPUT)/action100m.parquet
+	$(BIN)/action100m validate --strict $(DEMO_OUTPUT)/action100m.parquet
 	$(BIN)/action100m stats $(DEMO_OUTPUT)/action100m.parquet
 	@echo
 	@echo "Release parquet : $(DEMO_OUTPUT)/action100m.parquet"
 	@echo "Per-video trees : $(DEMO_OUTPUT)/trees/"
 	@echo "Errors table    : $(DEMO_OUTPUT)/errors.jsonl"
+	@echo "Viewers         : $(DEMO_OUTPUT)/viewer/<video_uid>.html, timelines/<video_uid>.png"
+	@echo "Run summary     : $(DEMO_OUTPUT)/run_summary.json"
 	@echo "MLflow runs     : mlflow.db   (make mlflow, http://127.0.0.1:5000)"
 	@echo "Pipeline graph  : make viz    (http://127.0.0.1:4141)"
 
