@@ -247,3 +247,61 @@ def test_reannotate_fills_exactly_the_released_gpt_nodes(tmp_path, release_sampl
             }
     assert gpt_nodes == had_gpt == 746
     assert sent == 3 * 746 + len(faults)  # every fault retried once, nothing lost
+
+
+@pytest.mark.slow
+def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_run(
+    tmp_path, cut_videos, model_params
+):
+    import signal
+    import time
+
+    folder, _ = cut_videos
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for uid in ("cuts_a", "cuts_c"):
+        for suffix in (".mp4", ".json", ".cuts.json"):
+            shutil.copy(folder / f"{uid}{suffix}", videos / f"{uid}{suffix}")
+    settings = f"videos_dir={videos},{model_params},aggregation.llm.rounds=2"
+
+    reference = tmp_path / "reference"
+    done = kedro_run(
+        tmp_path, "--env", "demo", "--params", f"{settings},output_dir={reference}"
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    out = tmp_path / "out"
+    env = {
+        **os.environ,
+        "KEDRO_DISABLE_TELEMETRY": "1",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
+    process = subprocess.Popen(
+        [KEDRO, "run", "--env", "demo", "--params", f"{settings},output_dir={out}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    captions = out / "intermediate" / "captions"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list(captions.glob("*.json")):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)  # in the middle of captioning
+    process.wait()
+    assert len(list(captions.glob("*.json"))) == 1
+    assert not (out / "action100m.parquet").exists()
+
+    again = kedro_run(
+        tmp_path, "--env", "demo", "--params", f"{settings},output_dir={out}"
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert pq.read_table(out / "action100m.parquet").equals(
+        pq.read_table(reference / "action100m.parquet")
+    )
+    leftovers = [
+        p
+        for p in out.rglob("*")
+        if p.name.endswith(".tmp") and not p.name.startswith(".")
+    ]
+    assert leftovers == []
