@@ -130,3 +130,55 @@ def test_vtt_and_broken_timing():
     ]
     with pytest.raises(Exception, match="timing line"):
         parse_subtitles("1\n00:00:01 -> 00:00:02\nX\n\n2\n00:00:aa --> 1\nY\n")
+
+
+def _write_stream(path, n, size, pix="yuv420p", vfr=False):
+    import fractions
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], pix
+        if vfr:
+            stream.codec_context.time_base = fractions.Fraction(1, 1000)
+        pts = 0
+        for i in range(n):
+            image = np.full((size[1], size[0], 3), (i * 9) % 255, dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            if vfr:  # 20 ms and 60 ms gaps, alternating
+                frame.pts, frame.time_base = pts, fractions.Fraction(1, 1000)
+                pts += 20 if i % 2 else 60
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
+def test_unusual_streams_are_segmented(tmp_path):
+    from action100m.embedders import ColorHistogramEmbedder
+    from action100m.params import EmbedderParams, SegmentationParams
+    from action100m.pipelines.segmentation.nodes import build_tree, embed_video
+    from action100m.tree import SegmentTree
+
+    _write_stream(tmp_path / "uhd.mp4", 20, (3840, 2160))
+    _write_stream(tmp_path / "vertical.mp4", 40, (360, 640))
+    _write_stream(tmp_path / "vfr.mp4", 50, (160, 120), vfr=True)
+    _write_stream(tmp_path / "tenbit.mp4", 40, (160, 120), pix="yuv420p10le")
+    _write_stream(tmp_path / "single.mp4", 1, (160, 120))
+    manifest, errors = probe_videos(
+        VideoFolderDataset(path=str(tmp_path)).load(), IngestParams()
+    )
+    assert [(e["video_uid"], e["reason"]) for e in errors] == [
+        ("single", "too short: 0.04 s < 0.5 s")
+    ]
+    params = SegmentationParams(
+        embedder=EmbedderParams(
+            backend="color_histogram", model_id=None, window=1, window_stride=1
+        )
+    )
+    embedder = ColorHistogramEmbedder()
+    durations = {}
+    for video in manifest:
+        embeddings = embed_video(embedder, video, params)
+        tree = SegmentTree.from_dict(build_tree(video, embeddings, params))
+        assert tree.violations(require_captions=False) == []
+        durations[video["video_uid"]] = tree.root.end
+    assert durations["vfr"] == pytest.approx(2.0, abs=0.05)  # 25 x 80 ms, not 50 / 25
+    assert durations["uhd"] == pytest.approx(0.8, abs=0.05)
