@@ -249,27 +249,52 @@ def test_reannotate_fills_exactly_the_released_gpt_nodes(tmp_path, release_sampl
     assert sent == 3 * 746 + len(faults)  # every fault retried once, nothing lost
 
 
-@pytest.mark.slow
-def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_run(
-    tmp_path, cut_videos, model_params
-):
-    import signal
-    import time
-
+@pytest.fixture(scope="module")
+def two_videos(tmp_path_factory, cut_videos, tiny_models):
+    """Two videos and an uninterrupted local demo run over them (the reference)."""
     folder, _ = cut_videos
-    videos = tmp_path / "videos"
+    root = tmp_path_factory.mktemp("two_videos")
+    videos = root / "videos"
     videos.mkdir()
     for uid in ("cuts_a", "cuts_c"):
         for suffix in (".mp4", ".json", ".cuts.json"):
             shutil.copy(folder / f"{uid}{suffix}", videos / f"{uid}{suffix}")
-    settings = f"videos_dir={videos},{model_params},aggregation.llm.rounds=2"
-
-    reference = tmp_path / "reference"
+    settings = (
+        f"videos_dir={videos},"
+        f"captioning.plm.model_id={tiny_models['perception_lm']},"
+        f"captioning.llama.model_id={tiny_models['mllama']},"
+        f"aggregation.llm.model={tiny_models['gpt_oss']},aggregation.llm.rounds=2"
+    )
+    reference = root / "reference"
     done = kedro_run(
-        tmp_path, "--env", "demo", "--params", f"{settings},output_dir={reference}"
+        root, "--env", "demo", "--params", f"{settings},output_dir={reference}"
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return settings, pq.read_table(reference / "action100m.parquet")
 
+
+@pytest.mark.slow
+def test_ray_executor_gives_the_same_release_as_local(tmp_path, two_videos):
+    settings, reference = two_videos
+    out = tmp_path / "ray"
+    run = kedro_run(
+        tmp_path,
+        "--env",
+        "demo",
+        "--params",
+        f"{settings},output_dir={out},executor.kind=ray",
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Started a local Ray instance" in run.stdout + run.stderr
+    assert pq.read_table(out / "action100m.parquet").equals(reference)
+
+
+@pytest.mark.slow
+def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, two_videos):
+    import signal
+    import time
+
+    settings, reference = two_videos
     out = tmp_path / "out"
     env = {
         **os.environ,
@@ -296,9 +321,7 @@ def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_run(
         tmp_path, "--env", "demo", "--params", f"{settings},output_dir={out}"
     )
     assert again.returncode == 0, again.stderr[-3000:]
-    assert pq.read_table(out / "action100m.parquet").equals(
-        pq.read_table(reference / "action100m.parquet")
-    )
+    assert pq.read_table(out / "action100m.parquet").equals(reference)
     leftovers = [
         p
         for p in out.rglob("*")

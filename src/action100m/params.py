@@ -25,6 +25,7 @@ class EmbedderParams(_Params):
     window: int = Field(64, ge=1)
     window_stride: int = Field(8, ge=1)
     batch_size: int = Field(4, ge=1)
+    num_gpus: float = Field(1.0, ge=0)  # per Ray worker (executor.kind: ray)
 
 
 class TreeParams(_Params):
@@ -49,6 +50,7 @@ class CaptionerParams(_Params):
     do_sample: bool = False
     temperature: float = Field(0.0, ge=0)
     seed: int = 0
+    num_gpus: float = Field(1.0, ge=0)  # per Ray worker (executor.kind: ray)
     # openai backend
     base_url: str = "http://localhost:8000/v1"
     api_key_env: str = "OPENAI_API_KEY"
@@ -122,3 +124,17 @@ class ResamplingParams(_Params):
     target_size: int | None = Field(None, ge=1)
     include_na: bool = False
     seed: int = 0
+
+
+class RayParams(_Params):
+    address: str | None = None  # None: start a local cluster; "auto" or ray://host
+    workers: int = Field(2, ge=1)  # actors per stage, each loads the models once
+    num_cpus: float = Field(1.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
+    max_in_flight: int = Field(4, ge=1)  # videos submitted ahead of the one saved
+    max_retries: int = Field(3, ge=0)  # actor restarts and task retries
+
+
+class ExecutorParams(_Params):
+    kind: Literal["local", "ray"] = "local"
+    ray: RayParams = Field(default_factory=RayParams)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from action100m.captioners import (
@@ -20,7 +21,8 @@ from action100m.captioners import (
 )
 from action100m.datasets import PartitionLoaders, load_upstream
 from action100m.errors import VideoFailure, record_failure
-from action100m.params import CaptioningParams
+from action100m.executor import map_videos
+from action100m.params import CaptioningParams, ExecutorParams
 from action100m.tree import Node, SegmentTree
 from action100m.video import FrameRequest, VideoSource, frames_at_times
 
@@ -156,10 +158,32 @@ def caption_video(
     }
 
 
+class CaptioningWorker:
+    """Captions one tree per call; both models load once per process or actor."""
+
+    def __init__(self, params: CaptioningParams) -> None:
+        self.params = params
+        self.plm = make_captioner(params.plm)
+        self.llama = make_captioner(params.llama)
+
+    def __call__(self, payload: tuple[dict[str, Any], dict[str, Any]]) -> Any:
+        tree_data, video = payload
+        self.plm.ensure_setup()  # a model that cannot load fails the run, once
+        self.llama.ensure_setup()
+        tree = SegmentTree.from_dict(tree_data)
+        return record_failure(
+            STAGE,
+            video["video_uid"],
+            lambda: caption_video(tree, video, self.plm, self.llama, self.params),
+            video["path"],
+        )
+
+
 def caption_trees(
     segment_trees: PartitionLoaders,
     video_manifest: list[dict[str, Any]],
     params: CaptioningParams,
+    executor: ExecutorParams,
 ) -> dict[str, Callable[[], Any]]:
     """Captions of every tree of the manifest's videos (lazy, one video at a time).
 
@@ -167,25 +191,20 @@ def caption_trees(
         segment_trees: Loaders of the per-video trees.
         video_manifest: Usable videos from ingest.
         params: Captioning parameters (backends are config lines).
+        executor: In-process or Ray fan-out.
 
     Returns:
         ``video_uid -> callable`` giving the video's captions or its failure.
     """
-    plm = make_captioner(params.plm)
-    llama = make_captioner(params.llama)
 
-    def work(video: dict[str, Any]) -> Any:
+    def payload(video: dict[str, Any]) -> Any:
         data = load_upstream(segment_trees, video, STAGE, "segment tree")
-        if isinstance(data, VideoFailure):
-            return data
-        plm.ensure_setup()  # a model that cannot load fails the run, once
-        llama.ensure_setup()
-        tree = SegmentTree.from_dict(data)
-        return record_failure(
-            STAGE,
-            video["video_uid"],
-            lambda: caption_video(tree, video, plm, llama, params),
-            video["path"],
-        )
+        return data if isinstance(data, VideoFailure) else (data, video)
 
-    return {v["video_uid"]: (lambda v=v: work(v)) for v in video_manifest}
+    payloads = {v["video_uid"]: (lambda v=v: payload(v)) for v in video_manifest}
+    return map_videos(
+        payloads,
+        partial(CaptioningWorker, params),
+        executor,
+        {"num_gpus": params.plm.num_gpus} if executor.kind == "ray" else None,
+    )

@@ -10,7 +10,12 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 func=caption_trees,
-                inputs=["segment_trees", "video_manifest", "params:captioning"],
+                inputs=[
+                    "segment_trees",
+                    "video_manifest",
+                    "params:captioning",
+                    "params:executor",
+                ],
                 outputs="captions",
                 name="caption_trees_node",
             )

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from action100m.clustering import temporal_ward_linkage
 from action100m.datasets import PartitionLoaders, load_upstream
 from action100m.embedders import Embedder, embed_frame_stream, make_embedder
 from action100m.errors import VideoError, VideoFailure, record_failure
-from action100m.params import SegmentationParams
+from action100m.executor import map_videos
+from action100m.params import ExecutorParams, SegmentationParams
 from action100m.tree import SegmentTree
 from action100m.video import VideoSource, sample_frames
 
@@ -52,30 +54,45 @@ def embed_video(
     }
 
 
+class EmbeddingWorker:
+    """Embeds one video per call; the embedder loads once per process or actor."""
+
+    def __init__(self, params: SegmentationParams) -> None:
+        self.params = params
+        self.embedder = make_embedder(params.embedder)
+
+    def __call__(self, video: dict[str, Any]) -> Any:
+        self.embedder.ensure_setup()  # a model that cannot load fails the run
+        return record_failure(
+            STAGE,
+            video["video_uid"],
+            lambda: embed_video(self.embedder, video, self.params),
+            video["path"],
+        )
+
+
 def embed_frames(
-    video_manifest: list[dict[str, Any]], params: SegmentationParams
+    video_manifest: list[dict[str, Any]],
+    params: SegmentationParams,
+    executor: ExecutorParams,
 ) -> dict[str, Callable[[], Any]]:
     """Per-frame embeddings of every video (lazy, one video at a time).
 
     Args:
         video_manifest: Usable videos from ingest.
         params: Segmentation parameters (the embedder backend is a config line).
+        executor: In-process or Ray fan-out.
 
     Returns:
         ``video_uid -> callable`` giving the video's embeddings or its failure.
     """
-    embedder = make_embedder(params.embedder)
-
-    def work(video: dict[str, Any]) -> Any:
-        embedder.ensure_setup()  # a model that cannot load fails the run, once
-        return record_failure(
-            STAGE,
-            video["video_uid"],
-            lambda: embed_video(embedder, video, params),
-            video["path"],
-        )
-
-    return {v["video_uid"]: (lambda v=v: work(v)) for v in video_manifest}
+    payloads = {v["video_uid"]: (lambda v=v: v) for v in video_manifest}
+    return map_videos(
+        payloads,
+        partial(EmbeddingWorker, params),
+        executor,
+        {"num_gpus": params.embedder.num_gpus} if executor.kind == "ray" else None,
+    )
 
 
 def build_tree(

@@ -10,7 +10,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 func=embed_frames,
-                inputs=["video_manifest", "params:segmentation"],
+                inputs=["video_manifest", "params:segmentation", "params:executor"],
                 outputs="frame_embeddings",
                 name="embed_frames_node",
             ),
