@@ -53,10 +53,7 @@ def test_ray_and_local_give_the_same_results(ray_cluster, tmp_path):
         partial(SquareWorker, str(tmp_path)),
         ExecutorParams.model_validate({"kind": "ray", "ray": {"workers": 2}}),
     )
-    local_values = {
-        k: (f() if not callable(getattr(f, "reason", None)) else f)
-        for k, f in local.items()
-    }
+    local_values = {uid: call() for uid, call in local.items()}
     got = {uid: remote[uid]() for uid in reversed(list(remote))}  # any order
     for uid, value in local_values.items():
         if isinstance(value, VideoFailure):
