@@ -39,7 +39,6 @@ class ResponseCache:
         self.fs = None
         if folder:
             self.fs, self.root = fsspec.core.url_to_fs(folder)
-        self.hits = 0
 
     def _path(self, key: str) -> str:
         return os.path.join(self.root, key[:2], f"{key}.json")
@@ -53,7 +52,6 @@ class ResponseCache:
                 value = json.loads(handle.read())
         except (FileNotFoundError, json.JSONDecodeError):
             return None
-        self.hits += 1
         return value
 
     def put(self, key: str, value: dict[str, Any]) -> None:

@@ -59,16 +59,6 @@ class Completion:
     cached: bool
 
 
-@dataclass
-class ClientStats:
-    requests: int = 0
-    cache_hits: int = 0
-    retries: int = 0
-    invalid_answers: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
 class ChatClient(StageModel, ABC):
     """Structured-output chat completions with retries and a response cache.
 
@@ -103,7 +93,6 @@ class ChatClient(StageModel, ABC):
         self.backoff_s = backoff_s
         self.cache = cache or ResponseCache(None)
         self.seed = seed
-        self.stats = ClientStats()
 
     @abstractmethod
     async def _request(
@@ -137,14 +126,10 @@ class ChatClient(StageModel, ABC):
             delay = None
             try:
                 if cached is None:
-                    self.stats.requests += 1
                     answer = await self._request(messages, params)
                     self.cache.put(key, answer.__dict__)
                 else:
-                    self.stats.cache_hits += 1
                     answer = RawAnswer(**cached)
-                self.stats.prompt_tokens += answer.usage.get("prompt_tokens", 0)
-                self.stats.completion_tokens += answer.usage.get("completion_tokens", 0)
                 if answer.finish_reason == "length":
                     raise AnnotationError(
                         f"truncated output (finish_reason=length at {self.max_tokens} "
@@ -159,7 +144,6 @@ class ChatClient(StageModel, ABC):
                     cached is not None,
                 )
             except AnnotationError as exc:
-                self.stats.invalid_answers += 1
                 reason = f"invalid answer: {exc}"
                 delay = 0.0
             except TransientError as exc:
@@ -168,7 +152,6 @@ class ChatClient(StageModel, ABC):
             except PermanentError as exc:
                 raise CompletionFailed(f"{exc} (not retried)") from exc
             if attempt < self.max_attempts:
-                self.stats.retries += 1
                 if delay is None:
                     delay = min(self.backoff_s * 2 ** (attempt - 1), 30.0)
                 await asyncio.sleep(delay)
