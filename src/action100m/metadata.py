@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 import fsspec
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from action100m.errors import VideoError
+from action100m.jsontext import JSONObjectError, parse_json_object
 
 _TIMING = re.compile(
     r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})\s*-->\s*(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})"
@@ -111,19 +111,10 @@ def read_sidecars(sidecars: tuple[str, ...], max_bytes: int) -> dict[str, Any]:
         text = _read_text(path, max_bytes)
         if path.lower().endswith(".json"):
             try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise VideoError(f"sidecar {path} is not valid JSON: {exc}") from exc
-            if not isinstance(data, dict):
-                raise VideoError(f"sidecar {path} must hold a JSON object")
-            try:
-                meta = VideoMetadata.model_validate(data)
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first["loc"])
-                raise VideoError(
-                    f"sidecar {path}: field {where!r}: {first['msg']}"
-                ) from exc
+                meta = parse_json_object(text, VideoMetadata)
+            except JSONObjectError as exc:
+                what = "is not valid JSON" if exc.not_json else "is invalid"
+                raise VideoError(f"sidecar {path} {what}: {exc}") from exc
             found = meta.model_dump(exclude_none=True)
         else:
             subtitles = parse_subtitles(text)

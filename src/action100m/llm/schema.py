@@ -6,7 +6,9 @@ import json
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
+
+from action100m.jsontext import JSONObjectError, parse_json_object
 
 NOT_APPLICABLE = "N/A"
 
@@ -91,14 +93,6 @@ def parse_annotation(text: str | None) -> GptAnnotation:
     if fenced:
         body = fenced.group(1)
     try:
-        data = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise AnnotationError(f"invalid JSON ({exc.msg} at char {exc.pos})") from exc
-    if not isinstance(data, dict):
-        raise AnnotationError(f"answer is a JSON {type(data).__name__}, not an object")
-    try:
-        return GptAnnotation.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise AnnotationError(f"field {where}: {first['msg'].lower()}") from exc
+        return parse_json_object(body, GptAnnotation)
+    except JSONObjectError as exc:
+        raise AnnotationError(str(exc)) from exc
