@@ -96,10 +96,6 @@ class FakeOpenAIServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
-    def completed(self) -> int:
-        return len(self.requests)
-
-    @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 
@@ -131,35 +127,3 @@ def annotation_answer(body: dict) -> str:
             },
         }
     )
-
-
-def main() -> None:
-    """Serve valid annotations after a fixed latency until killed (benchmarks)."""
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--latency", type=float, default=0.05)
-    args = parser.parse_args()
-
-    def answer(body: dict) -> str:
-        time.sleep(args.latency)
-        return annotation_answer(body)
-
-    server = FakeOpenAIServer(answer)
-    server.requests = _Counter()
-    with server:
-        sys.stdout.write(server.base_url + "\n")
-        sys.stdout.flush()
-        server.thread.join()
-
-
-class _Counter(list):
-    """Counts requests without keeping their bodies (long benchmark runs)."""
-
-    def append(self, item) -> None:
-        super().append(None)
-
-
-if __name__ == "__main__":
-    main()
