@@ -206,5 +206,5 @@ def caption_trees(
         payloads,
         partial(CaptioningWorker, params),
         executor,
-        {"num_gpus": params.plm.num_gpus} if executor.kind == "ray" else None,
+        {"num_gpus": params.plm.num_gpus},
     )

@@ -91,7 +91,7 @@ def embed_frames(
         payloads,
         partial(EmbeddingWorker, params),
         executor,
-        {"num_gpus": params.embedder.num_gpus} if executor.kind == "ray" else None,
+        {"num_gpus": params.embedder.num_gpus},
     )
 
 
