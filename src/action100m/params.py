@@ -100,6 +100,7 @@ class LLMParams(_Params):
     device: str = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     max_field_chars: int = Field(2000, ge=1)
+    num_gpus: float = Field(0.0, ge=0)  # per Ray worker; a served model needs none
 
 
 class PromptParams(_Params):

@@ -1,8 +1,10 @@
 """Stage 3: structured annotations of every eligible node, with Self-Refine.
 
-Videos are annotated concurrently (``videos_in_flight`` ahead of the one being
-saved) and all their eligible nodes share the client's bound on requests in
-flight; each video's result is saved as soon as it is complete.
+In-process, videos are annotated concurrently (``videos_in_flight`` ahead of the
+one being saved) and all their eligible nodes share the client's bound on
+requests in flight; each video's result is saved as soon as it is complete. With
+``executor.kind: ray`` a pool of actors, each with its own client (and its own
+model for the ``transformers`` backend), annotates one video each at a time.
 """
 
 from __future__ import annotations
@@ -10,14 +12,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future
+from functools import partial
 from typing import Any
 
 from action100m.assembly import assemble_tree
 from action100m.datasets import PartitionLoaders
 from action100m.errors import VideoFailure, record_failure
+from action100m.executor import map_videos
 from action100m.llm.factory import make_chat_client
 from action100m.llm.refine import BackgroundLoop, annotate_tree
-from action100m.params import AggregationParams
+from action100m.params import AggregationParams, ExecutorParams
 from action100m.tree import SegmentTree
 
 logger = logging.getLogger(__name__)
@@ -65,11 +69,32 @@ def annotate_videos(
     return {uid: (lambda i=i: work(i)) for i, uid in enumerate(uids)}
 
 
+class AggregationWorker:
+    """Annotates one captioned tree per call; the client starts once per process."""
+
+    def __init__(self, params: AggregationParams) -> None:
+        self.params = params
+        self.client = make_chat_client(params.llm)
+        self.loop: BackgroundLoop | None = None
+
+    def __call__(self, tree: SegmentTree) -> Any:
+        self.client.ensure_setup()  # a client that cannot start fails the run
+        if self.loop is None:
+            self.loop = BackgroundLoop()
+        loop = self.loop
+        return record_failure(
+            STAGE,
+            tree.video_uid,
+            lambda: loop.submit(annotate_tree(self.client, tree, self.params)).result(),
+        )
+
+
 def annotate_segment_trees(
     segment_trees: PartitionLoaders,
     captions: PartitionLoaders,
     video_manifest: list[dict[str, Any]],
     params: AggregationParams,
+    executor: ExecutorParams,
 ) -> dict[str, Callable[[], Any]]:
     """Annotations of the manifest's captioned trees (lazy, one video per file).
 
@@ -78,6 +103,7 @@ def annotate_segment_trees(
         captions: Stage 2 partitions.
         video_manifest: Usable videos from ingest.
         params: Aggregation parameters.
+        executor: In-process or Ray fan-out.
 
     Returns:
         ``video_uid -> callable`` giving annotations or the video's failure.
@@ -86,4 +112,11 @@ def annotate_segment_trees(
         v["video_uid"]: (lambda v=v: assemble_tree(v, STAGE, segment_trees, captions))
         for v in video_manifest
     }
-    return annotate_videos(trees, params)
+    if executor.kind == "local":
+        return annotate_videos(trees, params)
+    return map_videos(
+        trees,
+        partial(AggregationWorker, params),
+        executor,
+        {"num_gpus": params.llm.num_gpus},
+    )

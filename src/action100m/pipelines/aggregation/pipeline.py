@@ -15,6 +15,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "captions",
                     "video_manifest",
                     "params:aggregation",
+                    "params:executor",
                 ],
                 outputs="annotations",
                 name="annotate_segment_trees_node",
