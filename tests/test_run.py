@@ -88,6 +88,7 @@ def test_demo_run_writes_release_files_and_resumes(tmp_path, videos, model_param
         [client.get_experiment_by_name("action100m").experiment_id]
     )
     assert run.info.status == "FINISHED"
+    assert run.info.run_name == "__default__@demo"
     logged, metrics = run.data.params, run.data.metrics
     for role in ("plm", "llama", "llm"):
         assert logged[f"model.{role}.revision"].startswith("sha256:")
@@ -97,6 +98,9 @@ def test_demo_run_writes_release_files_and_resumes(tmp_path, videos, model_param
         assert metrics[f"{stage}.wall_s"] > 0
         assert f"{stage}.cpu_hours" in metrics
     assert metrics["quality_metrics.invariant_pass_rate"] == 1.0
+    for rate in ("videos_per_s", "nodes_per_s", "llm_requests_per_s"):
+        assert metrics[rate] > 0
+    assert metrics["video_hours_per_wall_hour"] > 0
     assert metrics["quality_metrics.boundary_recall_any_level"] >= 0.99
     assert metrics["quality_metrics.llm_first_attempt_valid_rate"] == 1.0
     summary = json.loads((out / "run_summary.json").read_text())
@@ -199,6 +203,29 @@ def test_stages_rerun_alone_and_bad_params_fail_before_work(
     )
     assert bad.returncode != 0
     assert "frame_stride" in bad.stdout + bad.stderr
+
+    # A model that cannot load fails the run, and its MLflow run says so.
+    missing = tmp_path / "no_such_model"
+    failed = kedro_run(
+        tmp_path,
+        *("--env", "demo", "--pipeline", "captioning", "--params"),
+        f"{params},captioning.plm.model_id={missing}",
+    )
+    assert failed.returncode != 0
+    assert str(missing) in failed.stdout + failed.stderr
+    assert not (out / "intermediate" / "captions").exists()
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("action100m").experiment_id]
+    )
+    states = {r.info.run_name: r.info.status for r in runs}
+    assert states == {
+        "ingest@demo": "FINISHED",
+        "segmentation@demo": "FINISHED",
+        "captioning@demo": "FAILED",
+    }
 
 
 @pytest.mark.slow

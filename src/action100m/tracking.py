@@ -122,7 +122,7 @@ class RunTrackingHook:
         self._mark = (0.0, 0.0)
         self.wall: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
-        self.video_hours: float | None = None
+        self.run_counts: dict[str, float] = {}
         self._params: dict[str, Any] = {}
 
     @hook_impl
@@ -152,7 +152,15 @@ class RunTrackingHook:
 
         identities = model_identities(self._params)
         identities["prompt.aggregation_hash"] = prompt_template_hash()
-        self._log(lambda mlflow: (mlflow.set_tags(tags), mlflow.log_params(identities)))
+        names = run_params.get("pipeline_names") or ["__default__"]
+        tags["kedro.env"] = run_params.get("env") or "base"
+        self._log(
+            lambda mlflow: (
+                mlflow.set_tags(tags),
+                mlflow.log_params(identities),
+                _name_run(mlflow, "+".join(names), tags["kedro.env"]),
+            )
+        )
 
     def _close(self) -> None:
         if self._current is not None:
@@ -172,7 +180,12 @@ class RunTrackingHook:
     def after_node_run(self, node, outputs) -> None:
         summary = outputs.get("run_summary")
         if isinstance(summary, dict):
-            self.video_hours = summary.get("metrics", {}).get("video_hours")
+            found = summary.get("metrics", {})
+            self.run_counts = {
+                key: found[key]
+                for key in ("video_hours", "videos", "nodes", "llm_requests")
+                if isinstance(found.get(key), int | float)
+            }
 
     @hook_impl(tryfirst=True)  # before kedro-mlflow ends the run
     def after_pipeline_run(self) -> None:
@@ -198,13 +211,24 @@ class RunTrackingHook:
         metrics["total.gpu_hours"] = total_gpu
         metrics["total.cpu_hours"] = sum(self.cpu.values()) / 3600
         metrics["total.wall_s"] = sum(self.wall.values())
-        if self.video_hours:
-            metrics["gpu_hours_per_video_hour"] = total_gpu / self.video_hours
+        video_hours = self.run_counts.get("video_hours")
+        if video_hours:
+            metrics["gpu_hours_per_video_hour"] = total_gpu / video_hours
             metrics["video_hours_per_gpu_day"] = (
-                self.video_hours / (total_gpu / 24) if total_gpu else 0.0
+                video_hours / (total_gpu / 24) if total_gpu else 0.0
             )
-            metrics["video_hours_per_wall_hour"] = self.video_hours / (
+            metrics["video_hours_per_wall_hour"] = video_hours / (
                 metrics["total.wall_s"] / 3600
+            )
+        if metrics["total.wall_s"] > 0:
+            for key in ("videos", "nodes"):
+                if key in self.run_counts:
+                    metrics[f"{key}_per_s"] = (
+                        self.run_counts[key] / metrics["total.wall_s"]
+                    )
+        if self.run_counts.get("llm_requests") and self.wall.get("aggregation"):
+            metrics["llm_requests_per_s"] = (
+                self.run_counts["llm_requests"] / self.wall["aggregation"]
             )
         return metrics
 
@@ -217,6 +241,13 @@ class RunTrackingHook:
                 action(mlflow)
         except Exception as exc:  # noqa: BLE001 - tracking must not fail a run
             logger.warning("MLflow logging failed: %s", exc)
+
+
+def _name_run(mlflow, pipelines: str, env: str) -> None:
+    """``<pipelines>@<env>``, unless ``mlflow.yml`` gave the run another name."""
+    run = mlflow.active_run()
+    if run.info.run_name == pipelines:
+        mlflow.set_tag("mlflow.runName", f"{pipelines}@{env}")
 
 
 def _version(package: str) -> str:
