@@ -50,6 +50,7 @@ class VideoInfo:
     height: int
     codec: str
     frame_count: int
+    rotation: int = 0  # degrees counter-clockwise applied for display
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -84,6 +85,7 @@ def probe_video(source: VideoSource) -> VideoInfo:
             if first is None:
                 raise VideoError("video stream has no decodable frames")
             fps = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
+            width, height = display_size(first)
             if stream.duration is not None and stream.time_base is not None:
                 duration = float(stream.duration * stream.time_base)
             elif container.duration is not None:
@@ -93,15 +95,42 @@ def probe_video(source: VideoSource) -> VideoInfo:
             return VideoInfo(
                 duration=duration,
                 fps=fps,
-                width=int(first.width),
-                height=int(first.height),
+                width=width,
+                height=height,
                 codec=stream.codec_context.name,
                 frame_count=int(stream.frames or round(duration * fps)),
+                rotation=90 * quarter_turns(first),
             )
     except VideoError:
         raise
     except (av.error.FFmpegError, OSError, ValueError, StopIteration) as exc:
         raise _av_error(exc) from exc
+
+
+def quarter_turns(frame: av.VideoFrame) -> int:
+    """Counter-clockwise quarter turns the stream's display matrix asks for."""
+    try:
+        degrees = frame.rotation or 0
+    except (AttributeError, ValueError):
+        return 0
+    return round(degrees / 90) % 4
+
+
+def display_size(frame: av.VideoFrame) -> tuple[int, int]:
+    """``(width, height)`` as the video is meant to be shown (after rotation)."""
+    if quarter_turns(frame) % 2:
+        return int(frame.height), int(frame.width)
+    return int(frame.width), int(frame.height)
+
+
+def to_rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
+    """The frame upright, as uint8 RGB of display size ``(width, height)``."""
+    turns = quarter_turns(frame)
+    if not turns:
+        return frame.to_ndarray(width=size[0], height=size[1], format="rgb24")
+    stored = (size[1], size[0]) if turns % 2 else size
+    array = frame.to_ndarray(width=stored[0], height=stored[1], format="rgb24")
+    return np.ascontiguousarray(np.rot90(array, turns))
 
 
 def even_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
@@ -183,9 +212,9 @@ def sample_frames(
         last_time = t
         if index % frame_stride:
             continue
-        size = size or even_size(frame.width, frame.height, short_side)
+        size = size or even_size(*display_size(frame), short_side)
         times.append(t)
-        frames.append(frame.to_ndarray(width=size[0], height=size[1], format="rgb24"))
+        frames.append(to_rgb(frame, size))
         if len(frames) == batch_size:
             yield np.asarray(times), np.stack(frames)
             times, frames = [], []
@@ -251,10 +280,10 @@ def frames_at_times(
     def assign(entry: tuple[int, float, av.VideoFrame], target: tuple) -> None:
         index, _, frame = entry
         _, r, slot = target
-        size = requests[r].output_size(frame.width, frame.height)
+        size = requests[r].output_size(*display_size(frame))
         array = converted.get((index, size))
         if array is None:
-            array = frame.to_ndarray(width=size[0], height=size[1], format="rgb24")
+            array = to_rgb(frame, size)
             converted[(index, size)] = array
         filled[r][slot] = array
         missing[r] -= 1

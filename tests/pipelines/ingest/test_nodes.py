@@ -204,3 +204,52 @@ def test_sidecar_edge_cases(tmp_path):
         read_sidecars((str(huge),), 1_000_000)
     block = render_metadata(meta)  # what reaches the LLM is bounded
     assert len(block) < 5_000 and block.rstrip().endswith("transcript: []")
+
+
+def test_rotation_metadata_gives_upright_frames(tmp_path):
+    """A phone video stored landscape with a 90° display matrix is seen portrait."""
+    from action100m.video import (
+        FrameRequest,
+        VideoSource,
+        frames_at_times,
+        probe_video,
+        sample_frames,
+    )
+
+    path = tmp_path / "phone.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 96, 48, "yuv420p"
+        stream.set_display_rotation(90)  # counter-clockwise, as phones write it
+        for _ in range(25):
+            stored = np.zeros((48, 96, 3), dtype=np.uint8)
+            stored[:, :48] = 255  # the stored left half is white
+            container.mux(
+                stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24"))
+            )
+        container.mux(stream.encode())
+
+    source = VideoSource("phone", str(path))
+    info = probe_video(source)
+    assert (info.width, info.height, info.rotation) == (48, 96, 90)
+    _, frames = next(sample_frames(source, frame_stride=5))
+    assert frames.shape[1:] == (96, 48, 3)
+    # Turned a quarter counter-clockwise, the stored left half is the bottom half.
+    assert frames[:, 60:].mean() > 220 and frames[:, :36].mean() < 35
+    (key, clip), (_, still) = list(
+        frames_at_times(
+            source,
+            [
+                FrameRequest("clip", (0.1, 0.5), size=(32, 32)),
+                FrameRequest("still", (0.5,), short_side=24),
+            ],
+        )
+    )
+    assert key == "clip" and clip[0].shape == (32, 32, 3)
+    assert still[0].shape == (48, 24, 3) and still[0][30:].mean() > 220
+
+    manifest, errors = probe_videos(
+        VideoFolderDataset(path=str(tmp_path)).load(), IngestParams()
+    )
+    assert errors == [] and manifest[0]["rotation"] == 90
+    assert (manifest[0]["width"], manifest[0]["height"]) == (48, 96)
