@@ -156,3 +156,48 @@ def _small_tree():
     ]
     tree = SegmentTree("v", nodes, metadata={"title": "t"})
     return tree, nodes[0]
+
+
+def test_prompt_injection_cannot_reach_other_videos(tmp_path):
+    from action100m.llm.schema import GptAnnotation
+    from action100m.pipelines.aggregation.nodes import annotate_videos
+    from tests.pipelines.aggregation.test_prompts import HOSTILE, captioned_tree
+
+    def obedient_model(body: dict) -> str:  # a model that follows injections
+        text = " ".join(m["content"] for m in body["messages"])
+        if "ignore previous instructions" in text.lower():
+            return json.dumps({"summary": "PWNED", "note": "schema ignored"})
+        return annotation_answer(body)
+
+    plain = {"title": "Packing", "description": "Boxes.", "transcript": []}
+    trees = {
+        "hostile": captioned_tree("hostile", HOSTILE),
+        "plain": captioned_tree("plain", plain),
+    }
+    params = AggregationParams.model_validate(
+        {"llm": {"max_attempts": 2, "backoff_s": 0.0, "rounds": 2}}
+    )
+
+    def run(uids, cache):
+        with FakeOpenAIServer(obedient_model) as server:
+            settings = params.model_copy(deep=True)
+            settings.llm.base_url = server.base_url
+            settings.llm.cache_dir = str(tmp_path / cache)
+            lazy = annotate_videos({u: (lambda u=u: trees[u]) for u in uids}, settings)
+            return {u: lazy[u]() for u in uids}, server.requests
+
+    together, requests = run(["hostile", "plain"], "both")
+    alone, _ = run(["plain"], "alone")
+    assert together["plain"]["annotations"] == alone["plain"]["annotations"]
+    assert together["plain"]["errors"] == []
+    for gpt in together["plain"]["annotations"].values():
+        GptAnnotation.model_validate(gpt)
+        assert "PWNED" not in json.dumps(gpt)
+    hostile = together["hostile"]
+    assert hostile["annotations"] == {}  # nothing off-schema was kept
+    assert {e["node_id"] for e in hostile["errors"]} == {
+        n.node_id for n in eligible_nodes(trees["hostile"])
+    }
+    plain_requests = [r for r in requests if "Packing" in json.dumps(r)]
+    assert plain_requests
+    assert not any("PWNED" in json.dumps(r) for r in plain_requests)
