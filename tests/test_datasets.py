@@ -74,3 +74,26 @@ def test_release_parquet_streams_rows_and_jsonl_roundtrip(tmp_path):
     assert jl.load() == []
     jl.save([{"a": "é"}, {"b": 2}])
     assert jl.load() == [{"a": "é"}, {"b": 2}]
+
+
+def test_an_output_folder_that_cannot_take_files_stops_the_run(tmp_path):
+    from action100m.errors import OutputWriteError, record_failure
+
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the output folder should be")
+    dataset = VideoPartitionsDataset(path=str(blocker / "trees"), format="json")
+    with pytest.raises(DatasetError, match="is a file, not a folder. Nothing was"):
+        dataset.save({"v1": lambda: {"nodes": []}})
+
+    def write_inside_video_work():
+        import fsspec
+
+        from action100m.datasets.atomic import atomic_open
+
+        with atomic_open(fsspec.filesystem("file"), str(blocker / "v2.json")) as f:
+            f.write(b"{}")
+
+    # Not one video's problem: it is raised through the per-video guard.
+    with pytest.raises(OutputWriteError):
+        record_failure("captioning", "v2", write_inside_video_work)
+    assert blocker.read_text().startswith("a file")

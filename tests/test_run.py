@@ -397,3 +397,58 @@ def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, two_vid
         if p.name.endswith(".tmp") and not p.name.startswith(".")
     ]
     assert leftovers == []
+
+
+def _complete_files_are_whole(out: Path) -> None:
+    """Every file under its final name reads back whole.
+
+    A write cut short leaves at most a hidden ``.<name>.<random>.tmp``, which no
+    loader reads.
+    """
+    import numpy as np
+
+    files = [p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    assert [p for p in files if p.name.endswith(".tmp")] == []
+    for path in files:
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".npz":
+            with np.load(path) as data:
+                assert data.files
+        elif path.suffix == ".parquet":
+            pq.read_table(path)
+
+
+@pytest.mark.slow
+def test_a_full_then_read_only_disk_stops_cleanly_and_resumes(tmp_path, two_videos):
+    settings, reference = two_videos
+    out = tmp_path / "out"
+    out.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(out)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs as a full disk: {mounted.stderr!r}")
+    params = f"{settings},output_dir={out}"
+    try:
+        full = kedro_run(tmp_path, "--env", "demo", "--params", params)
+        assert full.returncode != 0
+        assert "the disk is full. Nothing was left in its place" in full.stderr
+        _complete_files_are_whole(out)
+        assert not (out / "action100m.parquet").exists()
+
+        subprocess.run(["mount", "-o", "remount,ro", str(out)], check=True)
+        read_only = kedro_run(tmp_path, "--env", "demo", "--params", params)
+        assert read_only.returncode != 0
+        assert "the file system is read-only" in read_only.stderr
+
+        subprocess.run(["mount", "-o", "remount,rw,size=64m", str(out)], check=True)
+        again = kedro_run(tmp_path, "--env", "demo", "--params", params)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert pq.read_table(out / "action100m.parquet").equals(reference)
+        _complete_files_are_whole(out)
+        assert not (out / "errors.jsonl").read_text().strip()
+    finally:
+        subprocess.run(["umount", "-l", str(out)], check=False)

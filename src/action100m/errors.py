@@ -15,6 +15,14 @@ class VideoError(Exception):
     """A specific, expected problem with one input video or its sidecar."""
 
 
+class OutputWriteError(OSError):
+    """The output folder cannot take a file (full, read-only, not a folder ...).
+
+    Not a problem of one video: it stops the run, which a rerun resumes once the
+    cause is fixed.
+    """
+
+
 @dataclass(frozen=True)
 class VideoFailure:
     """Why one video has no output from one stage.
@@ -57,6 +65,8 @@ def record_failure(
     """
     try:
         return work()
+    except OutputWriteError:
+        raise
     except VideoError as exc:
         reason = str(exc)
     except Exception as exc:  # noqa: BLE001 - one video must not stop the run

@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import uuid
 from collections.abc import Iterator
 from typing import IO
 
 import fsspec
+
+from action100m.errors import OutputWriteError
+
+_CAUSES = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EFBIG: "the file size limit is reached",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EEXIST: "a part of the path is a file, not a folder",
+}
+
+
+def write_error(path: str, exc: OSError) -> OutputWriteError:
+    """A clear error for a file the output folder could not take."""
+    cause = _CAUSES.get(exc.errno or 0, exc.strerror or str(exc))
+    return OutputWriteError(
+        exc.errno,
+        f"cannot write {path}: {cause}. Nothing was left in its place; fix the "
+        "cause and rerun to resume",
+    )
 
 
 @contextlib.contextmanager
@@ -28,15 +52,17 @@ def atomic_open(fs: fsspec.AbstractFileSystem, path: str) -> Iterator[IO[bytes]]
             yield handle
         return
     folder, name = os.path.split(path)
-    os.makedirs(folder or ".", exist_ok=True)
     tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
+        os.makedirs(folder or ".", exist_ok=True)
         with open(tmp, "wb") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
             os.remove(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, OutputWriteError):
+            raise write_error(path, exc) from exc
         raise
