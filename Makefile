@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 DEMO_VIDEOS := data/01_raw/videos
 DEMO_OUTPUT := data/07_model_output
 
-.PHONY: setup demo test lint viz mlflow clean-demo
+.PHONY: setup demo test lint viz mlflow clean-demo fiftyone-env
 
 setup: $(STAMP)
 
@@ -31,6 +31,7 @@ demo: setup
 	@echo "Per-video trees : $(DEMO_OUTPUT)/trees/"
 	@echo "Errors table    : $(DEMO_OUTPUT)/errors.jsonl"
 	@echo "Viewers         : $(DEMO_OUTPUT)/viewer/<video_uid>.html, timelines/<video_uid>.png"
+	@echo "FiftyOne export : $(DEMO_OUTPUT)/fiftyone/ (fo.types.FiftyOneDataset)"
 	@echo "Run summary     : $(DEMO_OUTPUT)/run_summary.json"
 	@echo "MLflow runs     : mlflow.db   (make mlflow, http://127.0.0.1:5000)"
 	@echo "Pipeline graph  : make viz    (http://127.0.0.1:4141)"
@@ -49,3 +50,7 @@ viz: setup
 
 mlflow: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+# An isolated FiftyOne in .fiftyone/ (optional: to load the export, and for its test)
+fiftyone-env:
+	scripts/fiftyone-env.sh .fiftyone

@@ -72,6 +72,50 @@ def _view(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fiftyone(args: argparse.Namespace) -> int:
+    import os
+
+    from action100m.datasets import FiftyOneDatasetDir
+    from action100m.datasets.video_folder import VIDEO_EXTENSIONS
+    from action100m.fiftyone_format import VideoFrames, video_sample
+    from action100m.tree import SegmentTree
+    from action100m.video import VideoSource, probe_video
+
+    def frames(uid: str, tree: SegmentTree) -> VideoFrames | None:
+        folder = args.videos_dir or "."
+        for ext in VIDEO_EXTENSIONS:
+            path = os.path.join(folder, uid + ext)
+            if os.path.isfile(path):
+                return VideoFrames.from_probe(path, probe_video(VideoSource(uid, path)))
+        if args.fps is None:
+            return None
+        duration = tree.root.end
+        return VideoFrames(
+            filepath=os.path.abspath(os.path.join(folder, uid + ".mp4")),
+            fps=args.fps,
+            frame_count=max(1, round(duration * args.fps)),
+            duration=duration,
+        )
+
+    rows = pq.read_table(args.file).to_pylist()
+    trees = [SegmentTree.from_release_row(row) for row in rows]
+    videos = {t.video_uid: frames(t.video_uid, t) for t in trees}
+    missing = [uid for uid, found in videos.items() if found is None]
+    if missing:
+        print(
+            f"{len(missing)} video(s) not found in {args.videos_dir or '.'} "
+            f"(e.g. {missing[0]!r}): give --videos-dir, or --fps to place their "
+            "segments on frames without the files"
+        )
+        return 1
+    FiftyOneDatasetDir(path=args.out).save(
+        video_sample(tree, videos[tree.video_uid]) for tree in trees
+    )
+    annotated = sum(n.gpt is not None for t in trees for n in t.nodes)
+    print(f"{args.out}: {len(trees)} video samples, {annotated} annotated segments")
+    return 0
+
+
 def _tiny_models(args: argparse.Namespace) -> int:
     from action100m.tiny_models import build_tiny_models
 
@@ -123,6 +167,23 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--out", required=True)
     view.add_argument("--video", help="video URL or path relative to the page")
     view.set_defaults(func=_view)
+
+    fiftyone = sub.add_parser(
+        "fiftyone",
+        help="write a FiftyOne dataset directory (fo.types.FiftyOneDataset)",
+    )
+    fiftyone.add_argument("file", help="a release-schema parquet")
+    fiftyone.add_argument("--out", required=True, help="the dataset directory")
+    fiftyone.add_argument(
+        "--videos-dir", help="where <video_uid>.<ext> files are (probed for fps)"
+    )
+    fiftyone.add_argument(
+        "--fps",
+        type=float,
+        help="frame rate for videos that are not found (their filepath points "
+        "to <videos-dir>/<video_uid>.mp4)",
+    )
+    fiftyone.set_defaults(func=_fiftyone)
 
     tiny = sub.add_parser(
         "tiny-models",

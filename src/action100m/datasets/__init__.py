@@ -1,5 +1,6 @@
 """The project's Kedro datasets."""
 
+from action100m.datasets.fiftyone_dir import FiftyOneDatasetDir
 from action100m.datasets.partitions import (
     PartitionLoaders,
     VideoPartitionsDataset,
@@ -13,6 +14,7 @@ from action100m.datasets.tables import (
 from action100m.datasets.video_folder import VideoFolderDataset
 
 __all__ = [
+    "FiftyOneDatasetDir",
     "JSONFileDataset",
     "JSONLinesDataset",
     "PartitionLoaders",

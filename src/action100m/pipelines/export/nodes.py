@@ -10,6 +10,7 @@ from typing import Any
 from action100m.assembly import assemble_tree
 from action100m.datasets import PartitionLoaders
 from action100m.errors import VideoFailure
+from action100m.fiftyone_format import VideoFrames, video_sample
 from action100m.tree import SegmentTree
 from action100m.viewer import render_html, render_timeline_png
 
@@ -58,16 +59,44 @@ def iter_release_rows(
     Returns:
         An iterator of release rows (streamed into the parquet).
     """
-    uids = [
-        v["video_uid"]
-        for v in video_manifest
-        if v["video_uid"] in release_trees
-        and v["video_uid"] not in release_trees.failed
-    ]
+    uids = [v["video_uid"] for v in _exported(release_trees, video_manifest)]
     logger.info("export: %d videos in the release parquet", len(uids))
     return (
         SegmentTree.from_release_json(release_trees[uid]()).to_release_row()
         for uid in uids
+    )
+
+
+def _exported(
+    release_trees: PartitionLoaders, video_manifest: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    return [
+        v
+        for v in video_manifest
+        if v["video_uid"] in release_trees
+        and v["video_uid"] not in release_trees.failed
+    ]
+
+
+def fiftyone_samples(
+    release_trees: PartitionLoaders, video_manifest: list[dict[str, Any]]
+) -> Iterator[dict[str, Any]]:
+    """FiftyOne video samples of the exported trees, one at a time.
+
+    Args:
+        release_trees: Loaders of the per-video release JSON.
+        video_manifest: Usable videos of this run (path, fps, frame count).
+
+    Returns:
+        An iterator of samples, each with a ``TemporalDetections`` field per
+        ``gpt`` field (streamed into ``samples.json``).
+    """
+    return (
+        video_sample(
+            SegmentTree.from_release_json(release_trees[v["video_uid"]]()),
+            VideoFrames.from_probe(v["path"], v),
+        )
+        for v in _exported(release_trees, video_manifest)
     )
 
 
@@ -87,12 +116,7 @@ def render_views(
     Returns:
         ``video_uid -> callable`` for the pages and for the images.
     """
-    videos = {
-        v["video_uid"]: v
-        for v in video_manifest
-        if v["video_uid"] in release_trees
-        and v["video_uid"] not in release_trees.failed
-    }
+    videos = {v["video_uid"]: v for v in _exported(release_trees, video_manifest)}
 
     def tree(uid: str) -> SegmentTree:
         return SegmentTree.from_release_json(release_trees[uid]())

@@ -2,7 +2,13 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import collect_errors, export_video_trees, iter_release_rows, render_views
+from .nodes import (
+    collect_errors,
+    export_video_trees,
+    fiftyone_samples,
+    iter_release_rows,
+    render_views,
+)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -25,6 +31,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["release_trees", "video_manifest", "params:output_dir"],
                 outputs=["viewer_pages", "timeline_images"],
                 name="render_views_node",
+            ),
+            Node(
+                func=fiftyone_samples,
+                inputs=["release_trees", "video_manifest"],
+                outputs="fiftyone_dataset",
+                name="export_fiftyone_dataset_node",
             ),
             Node(
                 func=collect_errors,
