@@ -135,17 +135,22 @@ manifest, errors = probe_videos(VideoFolderDataset(path=videos_dir).load(),
                                 params["ingest"])
 embed, caption, annotate = EmbeddingWorker(seg), CaptioningWorker(cap), \\
     AggregationWorker(agg)
+# Stage by stage, as the Kedro run orders the work, holding results in memory.
+trees = {v["video_uid"]: build_tree(v, embed(v), seg) for v in manifest}
+captions = {v["video_uid"]: caption((trees[v["video_uid"]], v)) for v in manifest}
+annotated = {}
+for video in manifest:
+    tree = SegmentTree.from_dict(trees[video["video_uid"]])
+    tree.update_nodes(captions[video["video_uid"]]["captions"])
+    gpt = annotate(tree)["annotations"]
+    tree.update_nodes({node_id: {"gpt": g} for node_id, g in gpt.items()})
+    annotated[video["video_uid"]] = tree
 rows, samples = [], []
 os.makedirs(os.path.join(out, "views"), exist_ok=True)
 for video in manifest:
-    tree_data = build_tree(video, embed(video), seg)
-    captions = caption((tree_data, video))
-    tree = SegmentTree.from_dict(tree_data)
-    tree.update_nodes(captions["captions"])
-    gpt = annotate(tree)["annotations"]
-    tree.update_nodes({node_id: {"gpt": g} for node_id, g in gpt.items()})
-    rows.append(tree.to_release_row())
     uid = video["video_uid"]
+    tree = annotated[uid]
+    rows.append(tree.to_release_row())
     with open(os.path.join(out, "views", uid + ".html"), "w") as handle:
         handle.write(render_html(tree, video["path"]))
     with open(os.path.join(out, "views", uid + ".png"), "wb") as handle:

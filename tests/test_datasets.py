@@ -26,7 +26,9 @@ def test_partitions_skip_existing_and_route_failures(tmp_path):
             return VideoFailure(uid, "segmentation", "broken stream")
         return {"x": np.arange(3) + len(uid)}
 
+    assert not ds.exists()
     ds.save({u: (lambda u=u: work(u)) for u in ["a", "bad", "ccc"]})
+    assert not ds.exists()  # a video lacks its output: --only-missing-outputs reruns
     loaded = ds.load()
     assert loaded.failed == {"bad"}
     assert loaded["bad"]().reason == "broken stream"
@@ -37,6 +39,7 @@ def test_partitions_skip_existing_and_route_failures(tmp_path):
     assert calls == ["bad"]  # finished videos are not recomputed
     ds.save({"bad": {"x": np.zeros(1)}})
     assert ds.load().failed == set()  # a later success clears the record
+    assert ds.exists()
     assert not list((tmp_path / "p").rglob("*.tmp"))
 
 

@@ -10,6 +10,12 @@ A value that is a :class:`~action100m.errors.VideoFailure` is written to
 ``_errors/<video_uid>.json`` instead; loading returns it in place of the video's
 result, so later stages pass it on and the export lists it.
 
+A save that ends with every video's partition in place writes ``_SUCCESS``; a
+save that starts removes it. The dataset "exists" for Kedro only with that
+marker, so ``kedro run --only-missing-outputs`` reruns a node exactly when some
+video lacks its output (a crash mid-save, a recorded failure), and the per-video
+skip then computes only those videos.
+
 Example YAML::
 
     segment_trees:
@@ -36,6 +42,7 @@ from action100m.errors import VideoFailure
 
 logger = logging.getLogger(__name__)
 ERRORS_FOLDER = "_errors"
+DONE_MARKER = "_SUCCESS"
 
 
 def check_partition_id(video_uid: str) -> str:
@@ -191,6 +198,9 @@ class VideoPartitionsDataset(AbstractDataset[dict[str, Any], PartitionLoaders]):
 
     def save(self, data: dict[str, Any]) -> None:
         written = skipped = failed = 0
+        marker = posixpath.join(self._root, DONE_MARKER)
+        if self._fs.exists(marker):
+            self._fs.rm(marker)
         for uid, item in data.items():
             path = self.partition_path(uid)
             if self._skip_existing and self._fs.exists(path):
@@ -205,6 +215,9 @@ class VideoPartitionsDataset(AbstractDataset[dict[str, Any], PartitionLoaders]):
             if self._fs.exists(self.error_path(uid)):
                 self._fs.rm(self.error_path(uid))
             written += 1
+        if not failed:
+            with atomic_open(self._fs, marker) as handle:
+                handle.write(json.dumps({"videos": written + skipped}).encode())
         logger.info(
             "%s: %d written, %d already done, %d failed",
             self._path,
@@ -214,7 +227,7 @@ class VideoPartitionsDataset(AbstractDataset[dict[str, Any], PartitionLoaders]):
         )
 
     def _exists(self) -> bool:
-        return self._fs.isdir(self._root)
+        return self._fs.exists(posixpath.join(self._root, DONE_MARKER))
 
     def _describe(self) -> dict[str, Any]:
         return {
