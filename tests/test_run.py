@@ -19,16 +19,21 @@ ROOT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
 
 
-def kedro_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {
+def run_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a test's ``kedro run``: its own MLflow store."""
+    return {
         **os.environ,
         "KEDRO_DISABLE_TELEMETRY": "1",
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "MLFLOW_ARTIFACT_LOCATION": str(tmp_path / "mlartifacts"),
     }
+
+
+def kedro_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [KEDRO, "run", *args],
         cwd=ROOT,
-        env=env,
+        env=run_env(tmp_path),
         capture_output=True,
         text=True,
         timeout=600,
@@ -107,6 +112,12 @@ def test_demo_run_writes_release_files_and_resumes(tmp_path, videos, model_param
     for rate in ("videos_per_s", "nodes_per_s", "llm_requests_per_s"):
         assert metrics[rate] > 0
     assert metrics["video_hours_per_wall_hour"] > 0
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"run_summary.json", "errors.jsonl", "timelines"} <= artifacts
+    timelines = client.list_artifacts(run.info.run_id, "timelines")
+    assert sorted(a.path for a in timelines) == [
+        f"timelines/{u}.png" for u in sorted(cuts)
+    ]
     assert metrics["quality_metrics.boundary_recall_any_level"] >= 0.99
     assert metrics["quality_metrics.llm_first_attempt_valid_rate"] == 1.0
     summary = json.loads((out / "run_summary.json").read_text())
@@ -334,11 +345,7 @@ def _kill_a_busy_ray_worker(process: subprocess.Popen, timeout_s: float) -> str:
 def test_ray_executor_survives_a_killed_worker_and_equals_local(tmp_path, two_videos):
     settings, reference = two_videos
     out = tmp_path / "ray"
-    env = {
-        **os.environ,
-        "KEDRO_DISABLE_TELEMETRY": "1",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-    }
+    env = run_env(tmp_path)
     log = tmp_path / "run.log"
     with log.open("w") as sink:
         process = subprocess.Popen(
@@ -371,11 +378,7 @@ def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, two_vid
 
     settings, reference = two_videos
     out = tmp_path / "out"
-    env = {
-        **os.environ,
-        "KEDRO_DISABLE_TELEMETRY": "1",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-    }
+    env = run_env(tmp_path)
     process = subprocess.Popen(
         [KEDRO, "run", "--env", "demo", "--params", f"{settings},output_dir={out}"],
         cwd=ROOT,

@@ -20,6 +20,9 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 
 logger = logging.getLogger(__name__)
+# Datasets logged as MLflow artifacts once the run ends (name -> artifact folder).
+ARTIFACTS = {"run_summary": None, "errors_table": None, "timeline_images": "timelines"}
+MAX_TIMELINE_ARTIFACTS = 200  # a large run keeps the rest in its output folder only
 PACKAGES = (
     "kedro",
     "kedro-mlflow",
@@ -123,6 +126,8 @@ class RunTrackingHook:
         self.wall: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
         self.run_counts: dict[str, float] = {}
+        self._catalog: Any = None
+        self._saved: set[str] = set()
         self._params: dict[str, Any] = {}
 
     @hook_impl
@@ -146,6 +151,8 @@ class RunTrackingHook:
                 continue
         self.wall.clear()
         self.cpu.clear()
+        self._catalog = catalog
+        self._saved.clear()
         tags = {f"version.{p}": _version(p) for p in PACKAGES}
         tags["git_commit"] = _git_commit() or "unknown"
         from action100m.llm.prompts import prompt_template_hash
@@ -187,11 +194,32 @@ class RunTrackingHook:
                 if isinstance(found.get(key), int | float)
             }
 
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str) -> None:
+        if dataset_name in ARTIFACTS:
+            self._saved.add(dataset_name)
+
     @hook_impl(tryfirst=True)  # before kedro-mlflow ends the run
     def after_pipeline_run(self) -> None:
         self._close()
         metrics = self.stage_metrics()
         self._log(lambda mlflow: mlflow.log_metrics(metrics))
+        self._log(self._log_artifacts)
+
+    def _log_artifacts(self, mlflow) -> None:
+        """The run summary, the errors table and timeline PNGs written this run."""
+        for name in sorted(self._saved):
+            described = self._catalog.get(name)._describe()
+            path = str(described.get("filepath") or described.get("path"))
+            path = path.removeprefix("file://")
+            if os.path.isfile(path):
+                mlflow.log_artifact(path, ARTIFACTS[name])
+            elif os.path.isdir(path):
+                files = sorted(
+                    f for f in os.listdir(path) if not f.startswith((".", "_"))
+                )
+                for file in files[:MAX_TIMELINE_ARTIFACTS]:
+                    mlflow.log_artifact(os.path.join(path, file), ARTIFACTS[name])
 
     @hook_impl(tryfirst=True)
     def on_pipeline_error(self) -> None:
