@@ -465,3 +465,68 @@ def test_a_full_then_read_only_disk_stops_cleanly_and_resumes(tmp_path, two_vide
         assert not (out / "errors.jsonl").read_text().strip()
     finally:
         subprocess.run(["umount", "-l", str(out)], check=False)
+
+
+@pytest.mark.slow
+def test_ray_executor_joins_a_running_two_node_cluster(tmp_path, two_videos):
+    """``ray start --head`` plus a second node process, then ``address=...``."""
+    import secrets
+    import socket
+    import tempfile
+
+    settings, reference = two_videos
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # Ray 2.60's `ray start` turns token authentication on: every process of the
+    # cluster and the driver need the same token.
+    env = {
+        **run_env(tmp_path),
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(16),
+    }
+    common = ["--num-cpus=1", "--disable-usage-stats", "--node-ip-address=127.0.0.1"]
+    temp_dir = tempfile.mkdtemp(prefix="ray")  # short: Ray's sockets live in it
+    start = [
+        [ray_bin, "start", "--head", f"--port={port}", "--include-dashboard=false",
+         f"--temp-dir={temp_dir}", *common],
+        [ray_bin, "start", f"--address=127.0.0.1:{port}", *common],
+    ]  # fmt: skip
+    try:
+        for command in start:
+            started = subprocess.run(
+                command,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=180,
+                check=False,
+            )
+            assert started.returncode == 0, started.stderr[-2000:]
+        out = tmp_path / "ray"
+        run = subprocess.run(
+            [
+                *(KEDRO, "run", "--env", "demo", "--params"),
+                f"{settings},output_dir={out},executor.kind=ray,"
+                f"executor.ray.address=127.0.0.1:{port}",
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert "Connected to Ray cluster" in run.stdout + run.stderr
+        assert pq.read_table(out / "action100m.parquet").equals(reference)
+    finally:
+        subprocess.run(
+            [ray_bin, "stop", "--force"],
+            env=env,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        shutil.rmtree(temp_dir, ignore_errors=True)
