@@ -1,8 +1,9 @@
 """``OpenAICaptioner``: any OpenAI-compatible vision endpoint (vLLM, SGLang, ...).
 
 Frames travel as base64 JPEG data URLs in one user message. Requests run
-concurrently up to a bound; HTTP 429/5xx, timeouts, refused connections and empty
-answers are retried with exponential backoff, then recorded as failures.
+concurrently up to a bound; HTTP 429/5xx (honouring Retry-After), timeouts,
+refused connections and empty answers are retried with exponential backoff, then
+recorded as failures.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from action100m.captioners.base import Captioner, CaptionFailure, CaptionRequest
+from action100m.openai_faults import PermanentError, endpoint_fault, retry_delay
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +32,6 @@ def jpeg_data_url(frame: np.ndarray, quality: int = 90) -> str:
         buffer, format="JPEG", quality=quality
     )
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-class _Retryable(Exception):
-    pass
 
 
 class OpenAICaptioner(Captioner):
@@ -98,6 +96,7 @@ class OpenAICaptioner(Captioner):
         messages = self._messages(request)
         last = "no attempt"
         for attempt in range(1, self.max_attempts + 1):
+            retry_after = None
             try:
                 async with limit:
                     response = await client.chat.completions.create(
@@ -107,22 +106,20 @@ class OpenAICaptioner(Captioner):
                         temperature=self.temperature,
                         seed=self.seed,
                     )
+            except openai.OpenAIError as exc:
+                fault = endpoint_fault(exc, self.timeout_s)
+                if fault is None:
+                    raise
+                if isinstance(fault, PermanentError):
+                    return CaptionFailure(str(fault))
+                last, retry_after = str(fault), fault.retry_after
+            else:
                 text = (response.choices[0].message.content or "").strip()
-                if not text:
-                    raise _Retryable("empty answer")
-                return text
-            except openai.APIStatusError as exc:
-                last = f"HTTP {exc.status_code}: {exc.message}"
-                if exc.status_code != 429 and exc.status_code < 500:
-                    return CaptionFailure(last)
-            except openai.APITimeoutError:
-                last = f"timed out after {self.timeout_s} s"
-            except openai.APIConnectionError as exc:
-                last = f"connection error: {exc.__cause__ or exc}"
-            except _Retryable as exc:
-                last = str(exc)
+                if text:
+                    return text
+                last = "empty answer"
             if attempt < self.max_attempts:
-                await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
+                await asyncio.sleep(retry_delay(self.backoff_s, attempt, retry_after))
         logger.warning("caption request failed after %d attempts: %s", attempt, last)
         return CaptionFailure(f"failed after {self.max_attempts} attempts: {last}")
 

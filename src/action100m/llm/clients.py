@@ -22,21 +22,15 @@ from action100m.llm.schema import (
     annotation_json_schema,
     parse_annotation,
 )
+from action100m.openai_faults import (
+    PermanentError,
+    TransientError,
+    endpoint_fault,
+    retry_delay,
+)
 from action100m.stage_model import StageModel
 
 logger = logging.getLogger(__name__)
-
-
-class TransientError(Exception):
-    """A fault worth retrying (HTTP 429/5xx, timeout, refused connection)."""
-
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
-
-
-class PermanentError(Exception):
-    """A fault that retrying cannot fix (HTTP 4xx other than 429)."""
 
 
 class CompletionFailed(Exception):
@@ -152,9 +146,7 @@ class ChatClient(StageModel, ABC):
             except PermanentError as exc:
                 raise CompletionFailed(f"{exc} (not retried)") from exc
             if attempt < self.max_attempts:
-                if delay is None:
-                    delay = min(self.backoff_s * 2 ** (attempt - 1), 30.0)
-                await asyncio.sleep(delay)
+                await asyncio.sleep(retry_delay(self.backoff_s, attempt, delay))
         raise CompletionFailed(f"failed after {self.max_attempts} attempts: {reason}")
 
     def describe(self) -> dict[str, Any]:
@@ -166,14 +158,6 @@ class ChatClient(StageModel, ABC):
             "max_attempts": self.max_attempts,
             "seed": self.seed,
         }
-
-
-def _retry_after(response: Any) -> float | None:
-    try:
-        value = response.headers.get("retry-after")
-        return float(value) if value is not None else None
-    except (AttributeError, TypeError, ValueError):
-        return None
 
 
 class OpenAIChatClient(ChatClient):
@@ -245,15 +229,11 @@ class OpenAIChatClient(ChatClient):
                 response = await self._client.post(
                     "/chat/completions", body=body, cast_to=ChatCompletion
                 )
-        except openai.APIStatusError as exc:
-            reason = f"HTTP {exc.status_code}: {exc.message}"
-            if exc.status_code == 429 or exc.status_code >= 500:
-                raise TransientError(reason, _retry_after(exc.response)) from exc
-            raise PermanentError(reason) from exc
-        except openai.APITimeoutError as exc:
-            raise TransientError(f"timed out after {self.timeout_s} s") from exc
-        except openai.APIConnectionError as exc:
-            raise TransientError(f"connection error: {exc.__cause__ or exc}") from exc
+        except openai.OpenAIError as exc:
+            fault = endpoint_fault(exc, self.timeout_s)
+            if fault is None:
+                raise
+            raise fault from exc
         if not response.choices:
             raise TransientError("answer without choices")
         choice = response.choices[0]
