@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from action100m.captioners.base import Captioner, CaptionFailure, CaptionRequest
-from action100m.embedders.vjepa2 import resolve_device, resolve_dtype
+from action100m.stage_model import resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
 

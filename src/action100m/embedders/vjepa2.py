@@ -11,24 +11,7 @@ from typing import Any
 import numpy as np
 
 from action100m.embedders.base import Embedder
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def resolve_dtype(dtype: str, device: str):
-    """``auto`` -> bfloat16 on GPU, float32 on CPU."""
-    import torch
-
-    if dtype == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    return getattr(torch, dtype)
+from action100m.stage_model import resolve_device, resolve_dtype
 
 
 class VJEPA2Embedder(Embedder):

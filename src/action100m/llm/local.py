@@ -14,9 +14,9 @@ import copy
 import json
 from typing import Any
 
-from action100m.embedders.vjepa2 import resolve_device, resolve_dtype
 from action100m.llm.clients import ChatClient, RawAnswer
 from action100m.llm.schema import annotation_json_schema
+from action100m.stage_model import resolve_device, resolve_dtype
 
 
 def constrained_schema(max_field_chars: int) -> dict[str, Any]:
