@@ -28,6 +28,36 @@ logger = logging.getLogger(__name__)
 STAGE = "aggregation"
 
 
+class AggregationWorker:
+    """Annotates captioned trees; its client (or model) starts once per process.
+
+    ``submit`` starts one video on a background event loop, so several videos
+    can be in flight; calling the worker annotates one video and waits.
+    """
+
+    def __init__(self, params: AggregationParams) -> None:
+        self.params = params
+        self.client = make_chat_client(params.llm)
+        self.loop: BackgroundLoop | None = None
+
+    def submit(self, load: Callable[[], SegmentTree | VideoFailure]) -> Future:
+        """Start annotating the tree ``load`` gives (a failure is passed on)."""
+        if self.loop is None:
+            self.client.ensure_setup()  # a client that cannot start fails the run
+            self.loop = BackgroundLoop()
+
+        async def run() -> Any:
+            tree = load()
+            if isinstance(tree, VideoFailure):
+                return tree
+            return await annotate_tree(self.client, tree, self.params)
+
+        return self.loop.submit(run())
+
+    def __call__(self, tree: SegmentTree) -> Any:
+        return record_failure(STAGE, tree.video_uid, self.submit(lambda: tree).result)
+
+
 def annotate_videos(
     trees: dict[str, Callable[[], SegmentTree | VideoFailure]],
     params: AggregationParams,
@@ -41,52 +71,17 @@ def annotate_videos(
     Returns:
         ``video_uid -> callable`` giving the video's annotations or its failure.
     """
-    client = make_chat_client(params.llm)
-    loop: BackgroundLoop | None = None
+    worker = AggregationWorker(params)
     uids = list(trees)
     futures: dict[int, Future] = {}
 
-    async def run(uid: str) -> Any:
-        tree = trees[uid]()
-        if isinstance(tree, VideoFailure):
-            return tree
-        return await annotate_tree(client, tree, params)
-
-    def start(index: int) -> None:
-        nonlocal loop
-        if index < len(uids) and index not in futures:
-            if loop is None:
-                client.ensure_setup()  # a client that cannot start fails the run
-                loop = BackgroundLoop()
-            futures[index] = loop.submit(run(uids[index]))
-
     def work(index: int) -> Any:
-        for ahead in range(index, index + params.videos_in_flight):
-            start(ahead)
-        future = futures.pop(index)
-        return record_failure(STAGE, uids[index], future.result)
+        for ahead in range(index, min(index + params.videos_in_flight, len(uids))):
+            if ahead not in futures:
+                futures[ahead] = worker.submit(trees[uids[ahead]])
+        return record_failure(STAGE, uids[index], futures.pop(index).result)
 
     return {uid: (lambda i=i: work(i)) for i, uid in enumerate(uids)}
-
-
-class AggregationWorker:
-    """Annotates one captioned tree per call; the client starts once per process."""
-
-    def __init__(self, params: AggregationParams) -> None:
-        self.params = params
-        self.client = make_chat_client(params.llm)
-        self.loop: BackgroundLoop | None = None
-
-    def __call__(self, tree: SegmentTree) -> Any:
-        self.client.ensure_setup()  # a client that cannot start fails the run
-        if self.loop is None:
-            self.loop = BackgroundLoop()
-        loop = self.loop
-        return record_failure(
-            STAGE,
-            tree.video_uid,
-            lambda: loop.submit(annotate_tree(self.client, tree, self.params)).result(),
-        )
 
 
 def annotate_segment_trees(
