@@ -86,7 +86,8 @@ def _fiftyone(args: argparse.Namespace) -> int:
         for ext in VIDEO_EXTENSIONS:
             path = os.path.join(folder, uid + ext)
             if os.path.isfile(path):
-                return VideoFrames.from_probe(path, probe_video(VideoSource(uid, path)))
+                info = probe_video(VideoSource(uid, path))
+                return VideoFrames.from_probe(path, info.to_dict())
         if args.fps is None:
             return None
         duration = tree.root.end

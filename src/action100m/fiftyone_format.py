@@ -59,17 +59,15 @@ class VideoFrames:
     duration: float | None = None
 
     @classmethod
-    def from_probe(cls, path: str, info: Any) -> VideoFrames:
-        """From a local path or URL and its probed ``VideoInfo`` (or manifest row)."""
-        get = info.get if isinstance(info, dict) else info.__getattribute__
-        fps = float(get("fps"))
-        duration = float(get("duration"))
+    def from_probe(cls, path: str, info: dict[str, Any]) -> VideoFrames:
+        """From a local path or URL and its probed properties (a manifest row)."""
+        fps, duration = float(info["fps"]), float(info["duration"])
         return cls(
             filepath=path if "://" in path else os.path.abspath(path),
             fps=fps,
-            frame_count=int(get("frame_count")) or max(1, round(duration * fps)),
-            width=int(get("width")),
-            height=int(get("height")),
+            frame_count=int(info["frame_count"]) or max(1, round(duration * fps)),
+            width=int(info["width"]),
+            height=int(info["height"]),
             duration=duration,
         )
 
