@@ -16,19 +16,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 
 import numpy as np
 import torch
 
 from action100m.captioners import CaptionRequest, TransformersCaptioner
-from action100m.tiny_models import _CHAT_TEMPLATE, _tiny_tokenizer
+from action100m.tiny_models import (
+    _CHAT_TEMPLATE,
+    _tiny_tokenizer,
+    build_tiny_mllama,
+    build_tiny_perception_lm,
+)
 
 NODES_PER_MINUTE = 75
 LEAVES_PER_MINUTE = 38
 
 
-def plm_parts(tiny: bool):
+def plm_parts():
     from transformers import (
         PerceptionLMConfig,
         PerceptionLMForConditionalGeneration,
@@ -38,7 +44,7 @@ def plm_parts(tiny: bool):
     )
 
     tokenizer, _ = _tiny_tokenizer(with_video=True)
-    tile = 56 if tiny else 448
+    tile = 448
     processor = PerceptionLMProcessor(
         video_processor=PerceptionLMVideoProcessor(
             size={"height": tile, "width": tile}
@@ -62,17 +68,6 @@ def plm_parts(tiny: bool):
         tie_word_embeddings=True,
     )
     vision = dict(embed_dim=1024, depth=23, num_heads=16)
-    if tiny:
-        text.update(
-            vocab_size=512,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            intermediate_size=48,
-            max_position_embeddings=4096,
-        )
-        vision = dict(embed_dim=64, depth=2, num_heads=2)
     patches = tile // 14
     config = PerceptionLMConfig(
         text_config=text,
@@ -95,7 +90,7 @@ def plm_parts(tiny: bool):
     return PerceptionLMForConditionalGeneration, config, processor
 
 
-def llama_parts(tiny: bool):
+def llama_parts():
     from transformers import (
         MllamaConfig,
         MllamaForConditionalGeneration,
@@ -104,7 +99,7 @@ def llama_parts(tiny: bool):
     )
 
     tokenizer, _ = _tiny_tokenizer(with_video=False)
-    size = 32 if tiny else 560
+    size = 560
     processor = MllamaProcessor(
         image_processor=MllamaImageProcessor(
             size={"height": size, "width": size}, max_image_tiles=4
@@ -136,33 +131,21 @@ def llama_parts(tiny: bool):
         rope_theta=500000.0,
         pad_token_id=tokenizer.pad_token_id,
     )
-    if tiny:
-        vision.update(
-            hidden_size=32,
-            intermediate_size=48,
-            num_hidden_layers=2,
-            num_global_layers=1,
-            num_attention_heads=2,
-            patch_size=16,
-            vision_output_dim=64,
-            intermediate_layers_indices=[0],
-        )
-        text.update(
-            vocab_size=512,
-            hidden_size=32,
-            intermediate_size=48,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            cross_attention_layers=[1],
-            max_position_embeddings=1024,
-        )
     config = MllamaConfig(
         vision_config=vision,
         text_config=text,
         image_token_index=tokenizer.image_token_id,
     )
     return MllamaForConditionalGeneration, config, processor
+
+
+def tiny_captioner(build, folder: str) -> TransformersCaptioner:
+    """A CPU dry run: the tiny model the offline demo uses, loaded for real."""
+    start = time.perf_counter()
+    captioner = TransformersCaptioner(build(folder), device="cpu", dtype="float32")
+    captioner.ensure_setup()
+    captioner.build_s = time.perf_counter() - start
+    return captioner
 
 
 def captioner_for(parts, device: str, dtype) -> TransformersCaptioner:
@@ -218,9 +201,14 @@ def main() -> None:
     rng = np.random.default_rng(0)
     report: dict = {"device": torch.cuda.get_device_name() if not args.tiny else "cpu"}
     n = args.requests
+    scratch = tempfile.mkdtemp(prefix="gpu_captioners")
 
     try:
-        plm = captioner_for(plm_parts(args.tiny), device, dtype)
+        plm = (
+            tiny_captioner(build_tiny_perception_lm, f"{scratch}/plm")
+            if args.tiny
+            else captioner_for(plm_parts(), device, dtype)
+        )
         report["plm_params_b"] = sum(p.numel() for p in plm.model.parameters()) / 1e9
         clips = [
             list(rng.integers(0, 255, (32, 320, 320, 3), dtype=np.uint8))
@@ -239,7 +227,11 @@ def main() -> None:
         torch.cuda.empty_cache()
 
     try:
-        llama = captioner_for(llama_parts(args.tiny), device, dtype)
+        llama = (
+            tiny_captioner(build_tiny_mllama, f"{scratch}/mllama")
+            if args.tiny
+            else captioner_for(llama_parts(), device, dtype)
+        )
         report["llama_params_b"] = (
             sum(p.numel() for p in llama.model.parameters()) / 1e9
         )
