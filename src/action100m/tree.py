@@ -146,8 +146,8 @@ class SegmentTree:
         lo[:n] = hi[:n] = np.arange(n)
         left = np.empty(n - 1, dtype=np.int64)
         right = np.empty(n - 1, dtype=np.int64)
-        for i, pair in enumerate(link[:, :2].astype(np.int64)):
-            a, b = sorted(pair, key=lambda c: lo[c])
+        for i, (first, second) in enumerate(link[:, :2].astype(np.int64)):
+            a, b = (first, second) if lo[first] <= lo[second] else (second, first)
             if hi[a] + 1 != lo[b]:
                 raise ValueError(f"merge {i} joins non-adjacent frame ranges")
             left[i], right[i] = a, b
