@@ -13,12 +13,12 @@ import pytest
 from action100m.console import main
 from action100m.datasets import FiftyOneDatasetDir
 from action100m.fiftyone_format import (
-    GPT_FIELDS,
     VideoFrames,
     field_name,
     frame_support,
     video_sample,
 )
+from action100m.schema import GPT_FIELDS
 from tests.pipelines.aggregation.test_prompts import captioned_tree
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,15 +23,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from action100m.schema import GPT_FIELDS
 from action100m.tree import SegmentTree
 
-GPT_FIELDS = (
-    ("summary", "brief"),
-    ("summary", "detailed"),
-    ("action", "brief"),
-    ("action", "detailed"),
-    ("action", "actor"),
-)
 FORMAT_VERSION = "1.0.0"  # oldest schema layout FiftyOne 1.x migrates from
 _FIELDS = "fiftyone.core.fields."
 

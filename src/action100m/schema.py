@@ -32,6 +32,9 @@ GPT = pa.struct(
     ]
 )
 
+# The five text fields of ``gpt`` as (group, key): ("summary", "brief"), ...
+GPT_FIELDS = tuple((group.name, key.name) for group in GPT for key in group.type)
+
 NODE = pa.struct(
     [
         ("node_id", pa.string()),

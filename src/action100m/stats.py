@@ -6,6 +6,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from action100m.schema import GPT_FIELDS
 from action100m.tree import SegmentTree
 
 DURATION_BINS = (
@@ -26,26 +27,16 @@ PAPER_DURATION_HIST = {"0-3": 0.64, "3-10": 0.238, "10-60": 0.102, "60+": 0.02}
 WORD_FIELDS = (
     "plm_caption",
     "llama3_caption",
-    "summary_brief",
-    "summary_detailed",
-    "action_brief",
-    "action_detailed",
-    "action_actor",
+    *(f"{group}_{key}" for group, key in GPT_FIELDS),
 )
 
 
 def _node_texts(node: dict[str, Any]) -> dict[str, str | None]:
     gpt = node.get("gpt") or {}
-    summary, action = gpt.get("summary") or {}, gpt.get("action") or {}
-    return {
-        "plm_caption": node.get("plm_caption"),
-        "llama3_caption": node.get("llama3_caption"),
-        "summary_brief": summary.get("brief"),
-        "summary_detailed": summary.get("detailed"),
-        "action_brief": action.get("brief"),
-        "action_detailed": action.get("detailed"),
-        "action_actor": action.get("actor"),
-    }
+    texts = {f: node.get(f) for f in ("plm_caption", "llama3_caption")}
+    for group, key in GPT_FIELDS:
+        texts[f"{group}_{key}"] = (gpt.get(group) or {}).get(key)
+    return texts
 
 
 def compute_stats(table: pa.Table) -> dict[str, Any]:
