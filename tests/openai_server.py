@@ -4,8 +4,10 @@ It is a real HTTP server on 127.0.0.1 (a thread of the test process). Each
 request takes the next behaviour from ``script`` (then ``default``): ``ok``,
 ``500``, ``429``, ``429ra`` (with ``Retry-After: 0``), ``400``, ``empty``,
 ``malformed`` (not JSON), ``truncated`` (``finish_reason: length``), ``missing``
-(an answer without ``action``) or ``sleep:<seconds>``. Every request body is
-recorded.
+(an answer without ``action``) or ``sleep:<seconds>``. ``rule``, when set, is
+asked first with each request's body and may name the behaviour itself (a fault
+that depends on what was sent: greedy requests only, a given Self-Refine round).
+Every request body is recorded.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class FakeOpenAIServer:
     def __init__(self, answer: Callable[[dict], str] | None = None) -> None:
         self.script: list[str] = []
         self.default = "ok"
+        self.rule: Callable[[dict], str | None] | None = None
         self.requests: list[dict] = []
         self.answer = answer or (lambda body: f"answer {len(self.requests)}")
         self._lock = threading.Lock()
@@ -37,7 +40,11 @@ class FakeOpenAIServer:
                 body = json.loads(self.rfile.read(length))
                 with server._lock:
                     server.requests.append(body)
-                    action = server.script.pop(0) if server.script else server.default
+                    action = server.rule(body) if server.rule else None
+                    if action is None:
+                        action = (
+                            server.script.pop(0) if server.script else server.default
+                        )
                 if action.startswith("sleep:"):
                     time.sleep(float(action.split(":")[1]))
                     action = "ok"

@@ -89,7 +89,11 @@ class LLMParams(_Params):
     backoff_s: float = Field(1.0, ge=0)
     rounds: int = Field(3, ge=1)
     temperature: float = Field(0.0, ge=0)
+    # temperature of the attempt after the 1st, 2nd ... invalid answer (last repeats)
+    retry_temperatures: list[float] = Field(default_factory=lambda: [0.3, 0.6, 0.9])
     max_tokens: int = Field(4096, ge=16)
+    # largest budget the retry of an answer cut at max_tokens may ask for
+    max_tokens_limit: int = Field(32768, ge=16)
     reasoning_effort: list[str | None] = Field(
         default_factory=lambda: ["high", "medium", "medium"]
     )

@@ -55,9 +55,13 @@ def cut_metrics(tree: SegmentTree, cuts: list[float], tolerance: float = 0.5):
 
 def refine_metrics(annotation_parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """JSON validity, retries and Self-Refine change rates from the per-node rounds."""
-    requests = first_try = retries = 0
+    requests = first_try = retries = landed_early = unannotated = 0
     changed: dict[int, list[bool]] = {}
     for part in annotation_parts:
+        for error in part.get("errors", []):
+            if error.get("field") == "gpt":
+                landed_early += error.get("landed_round") is not None
+                unannotated += error.get("landed_round") is None
         for rounds in part.get("rounds", {}).values():
             for index, entry in enumerate(rounds):
                 requests += 1
@@ -72,6 +76,9 @@ def refine_metrics(annotation_parts: Iterable[dict[str, Any]]) -> dict[str, Any]
         "llm_requests": requests,
         "llm_first_attempt_valid_rate": first_try / requests if requests else None,
         "llm_retries_per_request": retries / requests if requests else None,
+        # a later round failed after its retries; the node kept an earlier answer
+        "llm_nodes_landed_before_last_round": landed_early,
+        "llm_nodes_without_annotation": unannotated,
     }
     for round_number, flags in sorted(changed.items()):
         metrics[f"refine_change_rate_round{round_number}"] = sum(flags) / len(flags)

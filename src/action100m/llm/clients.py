@@ -51,6 +51,24 @@ class Completion:
     attempts: int
     usage: dict[str, int]
     cached: bool
+    request: dict[str, Any] = field(default_factory=dict)
+
+
+EFFORT_LADDER = ("high", "medium", "low")
+
+
+def after_truncation(
+    effort: str | None, max_tokens: int, max_tokens_limit: int
+) -> tuple[str | None, int]:
+    """What the retry of an answer cut at ``max_tokens`` asks for instead.
+
+    A lower reasoning effort first (gpt-oss spends most of its budget reasoning),
+    then, once the effort is at its lowest or not used, a doubled budget up to
+    ``max_tokens_limit``.
+    """
+    if effort in EFFORT_LADDER[:-1]:
+        return EFFORT_LADDER[EFFORT_LADDER.index(effort) + 1], max_tokens
+    return effort, min(max_tokens * 2, max(max_tokens_limit, max_tokens))
 
 
 class ChatClient(StageModel, ABC):
@@ -63,8 +81,12 @@ class ChatClient(StageModel, ABC):
         max_tokens: Completion budget per request.
         backoff_s: First retry delay (doubles each attempt, capped at 30 s).
         cache: Response cache (None: no cache).
-        seed: Base seed; attempt ``k`` uses ``seed + k - 1`` so a retry is a new
-            request even at temperature 0.
+        seed: Base seed; attempt ``k`` uses ``seed + k - 1``.
+        retry_temperatures: Temperature of the attempt after the first, second ...
+            invalid answer (the last repeats), so that the retry of a greedy
+            request that gave an invalid answer is a different request: a server
+            decoding greedily ignores the seed.
+        max_tokens_limit: Largest budget the retry of a truncated answer may ask.
     """
 
     backend = "base"
@@ -78,6 +100,8 @@ class ChatClient(StageModel, ABC):
         backoff_s: float = 1.0,
         cache: ResponseCache | None = None,
         seed: int = 0,
+        retry_temperatures: tuple[float, ...] = (0.3, 0.6, 0.9),
+        max_tokens_limit: int | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -87,6 +111,8 @@ class ChatClient(StageModel, ABC):
         self.backoff_s = backoff_s
         self.cache = cache or ResponseCache(None)
         self.seed = seed
+        self.retry_temperatures = tuple(retry_temperatures)
+        self.max_tokens_limit = max_tokens_limit or max_tokens
 
     @abstractmethod
     async def _request(
@@ -94,27 +120,35 @@ class ChatClient(StageModel, ABC):
     ) -> RawAnswer:
         """Send one request; raise TransientError or PermanentError on faults."""
 
-    def _params(self, attempt: int, reasoning_effort: str | None) -> dict[str, Any]:
-        params: dict[str, Any] = {
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-            "seed": self.seed + attempt - 1,
-        }
-        if reasoning_effort:
-            params["reasoning_effort"] = reasoning_effort
-        return params
+    def _temperature(self, invalid_answers: int) -> float:
+        if invalid_answers == 0 or not self.retry_temperatures:
+            return self.temperature
+        schedule = self.retry_temperatures
+        return schedule[min(invalid_answers, len(schedule)) - 1]
 
     async def complete(
         self, messages: list[dict[str, str]], reasoning_effort: str | None = None
     ) -> Completion:
         """A validated annotation for ``messages``.
 
+        A transient fault (HTTP 429/5xx, time-out) sends the same request again
+        after a backoff. An invalid answer changes the next request: it samples
+        at the next of ``retry_temperatures``; an answer cut at ``max_tokens``
+        also asks for less reasoning or a larger budget (:func:`after_truncation`).
+
         Raises:
             CompletionFailed: After ``max_attempts``, with the last reason.
         """
         reason = "no attempt made"
+        effort, max_tokens, invalid = reasoning_effort, self.max_tokens, 0
         for attempt in range(1, self.max_attempts + 1):
-            params = self._params(attempt, reasoning_effort)
+            params: dict[str, Any] = {
+                "temperature": self._temperature(invalid),
+                "max_tokens": max_tokens,
+                "seed": self.seed + attempt - 1,
+            }
+            if effort:
+                params["reasoning_effort"] = effort
             key = request_key(self.model, messages, params)
             cached = self.cache.get(key)
             delay = None
@@ -125,9 +159,12 @@ class ChatClient(StageModel, ABC):
                 else:
                     answer = RawAnswer(**cached)
                 if answer.finish_reason == "length":
+                    effort, max_tokens = after_truncation(
+                        effort, max_tokens, self.max_tokens_limit
+                    )
                     raise AnnotationError(
-                        f"truncated output (finish_reason=length at {self.max_tokens} "
-                        "tokens)"
+                        f"truncated output (finish_reason=length at "
+                        f"{params['max_tokens']} tokens)"
                     )
                 annotation = parse_annotation(answer.text)
                 return Completion(
@@ -136,9 +173,11 @@ class ChatClient(StageModel, ABC):
                     attempt,
                     answer.usage,
                     cached is not None,
+                    {k: v for k, v in params.items() if k != "seed"},
                 )
             except AnnotationError as exc:
                 reason = f"invalid answer: {exc}"
+                invalid += 1
                 delay = 0.0
             except TransientError as exc:
                 reason = str(exc)
@@ -157,6 +196,8 @@ class ChatClient(StageModel, ABC):
             "max_tokens": self.max_tokens,
             "max_attempts": self.max_attempts,
             "seed": self.seed,
+            "retry_temperatures": list(self.retry_temperatures),
+            "max_tokens_limit": self.max_tokens_limit,
         }
 
 

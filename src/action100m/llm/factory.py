@@ -21,6 +21,8 @@ def make_chat_client(params: LLMParams) -> ChatClient:
         "backoff_s": params.backoff_s,
         "cache": ResponseCache(params.cache_dir),
         "seed": params.seed,
+        "retry_temperatures": tuple(params.retry_temperatures),
+        "max_tokens_limit": params.max_tokens_limit,
     }
     if params.backend == "transformers":
         from action100m.llm.local import TransformersChatClient

@@ -33,6 +33,10 @@ async def refine_annotation(
 ) -> dict[str, Any]:
     """Run the Self-Refine rounds for one segment.
 
+    A round that fails after its retries ends the refinement, but never
+    discards what an earlier round gave: the node keeps the last valid round's
+    answer. Only a failed first round leaves the node without an annotation.
+
     Args:
         client: The chat client.
         messages: The first round's conversation.
@@ -40,25 +44,24 @@ async def refine_annotation(
         reasoning_efforts: Reasoning effort per round (the last one repeats).
 
     Returns:
-        ``gpt`` (the last round's annotation, or None), every round's answer in
-        ``rounds``, and ``error`` when a round failed.
+        ``gpt`` (the last valid round's annotation, or None), ``landed_round``
+        (the round ``gpt`` comes from, or None), every valid round in
+        ``rounds``, and ``error`` (the failed round and why, or None).
     """
     conversation = list(messages)
     history: list[dict[str, Any]] = []
+    error = None
     for index in range(rounds):
         effort = (
             reasoning_efforts[min(index, len(reasoning_efforts) - 1)]
-            if (reasoning_efforts)
+            if reasoning_efforts
             else None
         )
         try:
             done = await client.complete(conversation, effort)
         except CompletionFailed as exc:
-            return {
-                "gpt": None,
-                "rounds": history,
-                "error": f"round {index + 1}: {exc}",
-            }
+            error = f"round {index + 1}: {exc}"
+            break
         answer = done.annotation.model_dump()
         history.append(
             {
@@ -67,12 +70,19 @@ async def refine_annotation(
                 "attempts": done.attempts,
                 "cached": done.cached,
                 "usage": done.usage,
+                "request": done.request,
             }
         )
         conversation = refine_messages(
             conversation, json.dumps(answer, ensure_ascii=False)
         )
-    return {"gpt": history[-1]["annotation"], "rounds": history, "error": None}
+    last = history[-1] if history else None
+    return {
+        "gpt": last["annotation"] if last else None,
+        "landed_round": last["round"] if last else None,
+        "rounds": history,
+        "error": error,
+    }
 
 
 async def annotate_tree(
@@ -111,26 +121,36 @@ async def annotate_tree(
             for messages in prompts
         )
     )
-    annotations, rounds, errors = {}, {}, []
+    annotations, rounds, landed, errors = {}, {}, {}, []
     for node, result in zip(nodes, results, strict=True):
         rounds[node.node_id] = result["rounds"]
-        if result["gpt"] is None:
-            errors.append(
-                {"node_id": node.node_id, "field": "gpt", "reason": result["error"]}
-            )
-        else:
+        if result["gpt"] is not None:
             annotations[node.node_id] = result["gpt"]
+            landed[node.node_id] = result["landed_round"]
+        if result["error"] is not None:
+            # A later round's failure is recorded too, with the round that landed.
+            errors.append(
+                {
+                    "node_id": node.node_id,
+                    "field": "gpt",
+                    "reason": result["error"],
+                    "landed_round": result["landed_round"],
+                }
+            )
     logger.info(
-        "aggregation: %s: %d eligible nodes, %d annotated, %d failed",
+        "aggregation: %s: %d eligible nodes, %d annotated (%d before the last "
+        "round), %d without annotation",
         tree.video_uid,
         len(nodes),
         len(annotations),
-        len(errors),
+        sum(e["landed_round"] is not None for e in errors),
+        len(nodes) - len(annotations),
     )
     return {
         "video_uid": tree.video_uid,
         "annotations": annotations,
         "rounds": rounds,
+        "landed_round": landed,
         "errors": errors,
         "prompt_chars": [sum(len(m["content"]) for m in p) for p in prompts],
         "model": client.describe(),
