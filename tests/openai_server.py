@@ -120,7 +120,7 @@ def annotation_answer(body: dict) -> str:
     messages = body["messages"]
     round_number = 1 + sum(m["role"] == "assistant" for m in messages)
     user = messages[1]["content"]
-    segment = user.split("## Current segment: ", 1)[1].split("\n", 1)[0]
+    segment = user.split("# Current segment, ", 1)[1].split("\n", 1)[0]
     return json.dumps(
         {
             "summary": {

@@ -108,9 +108,12 @@ class LLMParams(_Params):
 
 
 class PromptParams(_Params):
-    global_levels: int = Field(3, ge=1)
+    # the template file (system, user and refine texts); relative paths are
+    # resolved from the working folder, then from the project root
+    template: str = "conf/base/prompts/stage3.yml"
+    global_levels: int = Field(7, ge=1)
     subtree_depth: int | None = Field(None, ge=0)
-    transcript_margin_s: float | None = Field(30.0, ge=0)
+    transcript_margin_s: float | None = Field(None, ge=0)
     max_chars: int | None = Field(240_000, ge=1000)
 
 

@@ -155,10 +155,14 @@ class RunTrackingHook:
         self._saved.clear()
         tags = {f"version.{p}": _version(p) for p in PACKAGES}
         tags["git_commit"] = _git_commit() or "unknown"
-        from action100m.llm.prompts import prompt_template_hash
+        from action100m.llm.prompts import load_prompt_template
+        from action100m.params import PromptParams
 
         identities = model_identities(self._params)
-        identities["prompt.aggregation_hash"] = prompt_template_hash()
+        prompt = self._params.get("aggregation", {}).get("prompt", {})
+        path = prompt.get("template", PromptParams().template)
+        identities["prompt.aggregation_hash"] = load_prompt_template(path).hash()
+        identities["prompt.aggregation_template"] = path
         names = run_params.get("pipeline_names") or ["__default__"]
         tags["kedro.env"] = run_params.get("env") or "base"
         self._log(

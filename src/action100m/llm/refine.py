@@ -11,7 +11,13 @@ from concurrent.futures import Future
 from typing import Any
 
 from action100m.llm.clients import ChatClient, CompletionFailed
-from action100m.llm.prompts import build_messages, refine_messages
+from action100m.llm.prompts import (
+    PromptBudgetError,
+    PromptBuilder,
+    PromptTemplate,
+    default_template,
+    refine_messages,
+)
 from action100m.tree import GPT_MIN_S, Node, SegmentTree
 
 logger = logging.getLogger(__name__)
@@ -30,6 +36,7 @@ async def refine_annotation(
     messages: list[dict[str, str]],
     rounds: int,
     reasoning_efforts: list[str | None],
+    template: PromptTemplate | None = None,
 ) -> dict[str, Any]:
     """Run the Self-Refine rounds for one segment.
 
@@ -42,6 +49,7 @@ async def refine_annotation(
         messages: The first round's conversation.
         rounds: Number of rounds (1 = no refinement).
         reasoning_efforts: Reasoning effort per round (the last one repeats).
+        template: Gives the refine turn (None: the default template).
 
     Returns:
         ``gpt`` (the last valid round's annotation, or None), ``landed_round``
@@ -74,7 +82,7 @@ async def refine_annotation(
             }
         )
         conversation = refine_messages(
-            conversation, json.dumps(answer, ensure_ascii=False)
+            conversation, json.dumps(answer, ensure_ascii=False), template
         )
     last = history[-1] if history else None
     return {
@@ -86,7 +94,10 @@ async def refine_annotation(
 
 
 async def annotate_tree(
-    client: ChatClient, tree: SegmentTree, params: Any
+    client: ChatClient,
+    tree: SegmentTree,
+    params: Any,
+    template: PromptTemplate | None = None,
 ) -> dict[str, Any]:
     """``gpt`` for every eligible node of one tree, all nodes concurrently.
 
@@ -94,31 +105,41 @@ async def annotate_tree(
         client: The chat client (bounds concurrency across all videos).
         tree: The tree with Stage 2 captions and metadata.
         params: ``AggregationParams``.
+        template: The prompt template (None: the default template file).
 
     Returns:
-        ``annotations`` (node id -> gpt), per-node ``rounds``, ``errors`` and
+        ``annotations`` (node id -> gpt), per-node ``rounds``, ``landed_round``,
+        ``prompt_context`` (what each prompt's budget dropped), ``errors`` and
         prompt sizes.
     """
-    kids = tree.children()
+    template = template or default_template()
+    builder = PromptBuilder(tree, template, params.prompt)
     nodes = eligible_nodes(tree)
-    prompts = [
-        build_messages(
-            tree,
-            node,
-            params.prompt.global_levels,
-            params.prompt.subtree_depth,
-            params.prompt.transcript_margin_s,
-            kids=kids,
-            max_chars=params.prompt.max_chars,
-        )
-        for node in nodes
-    ]
+    prompts, contexts, prompt_errors = {}, {}, {}
+    for node in nodes:
+        try:
+            prompt = builder.build(node)
+        except PromptBudgetError as exc:
+            prompt_errors[node.node_id] = f"prompt: {exc}"
+            continue
+        prompts[node.node_id] = prompt.messages
+        contexts[node.node_id] = prompt.context
+
+    async def no_prompt(reason: str) -> dict[str, Any]:
+        return {"gpt": None, "landed_round": None, "rounds": [], "error": reason}
+
     results = await asyncio.gather(
         *(
             refine_annotation(
-                client, messages, params.llm.rounds, params.llm.reasoning_effort
+                client,
+                prompts[node.node_id],
+                params.llm.rounds,
+                params.llm.reasoning_effort,
+                template,
             )
-            for messages in prompts
+            if node.node_id in prompts
+            else no_prompt(prompt_errors[node.node_id])
+            for node in nodes
         )
     )
     annotations, rounds, landed, errors = {}, {}, {}, []
@@ -151,8 +172,10 @@ async def annotate_tree(
         "annotations": annotations,
         "rounds": rounds,
         "landed_round": landed,
+        "prompt_context": contexts,
         "errors": errors,
-        "prompt_chars": [sum(len(m["content"]) for m in p) for p in prompts],
+        "prompt_chars": [c["prompt_chars"] for c in contexts.values()],
+        "prompt_template": template.hash(),
         "model": client.describe(),
     }
 

@@ -18,21 +18,40 @@ class _Strict(BaseModel):
 
 
 class Summary(_Strict):
-    brief: str = Field(min_length=1, description="One sentence.")
+    brief: str = Field(
+        min_length=1, description="One informative sentence that captions the segment."
+    )
     detailed: str = Field(
-        min_length=1, description="Dense, chronological description, no timestamps."
+        min_length=1,
+        description=(
+            "A complete, dense description of the segment: its events in the order "
+            "they happen, without timestamps."
+        ),
     )
 
 
 class Action(_Strict):
     brief: str = Field(
-        min_length=1, description='Short verb phrase, no -ing form, or "N/A".'
+        min_length=1,
+        description=(
+            "One verb phrase naming the overall action step, its verb in the base "
+            'form and never an -ing form, with a capital first letter ("Slice the '
+            'bread"); or "N/A".'
+        ),
     )
     detailed: str = Field(
-        min_length=1, description='One imperative sentence, or "N/A".'
+        min_length=1,
+        description=(
+            "One imperative sentence saying how the action is carried out, with "
+            'enough procedural detail; or "N/A".'
+        ),
     )
     actor: str = Field(
-        min_length=1, description='Who performs it (noun phrase), or "N/A".'
+        min_length=1,
+        description=(
+            "One sentence or an informative noun phrase saying who performs the "
+            'action ("A woman in a blue apron"); or "N/A".'
+        ),
     )
 
 
@@ -56,19 +75,26 @@ def annotation_json_schema() -> dict[str, Any]:
     return schema
 
 
-def example_answer() -> str:
-    """The response structure shown to the model."""
-    return json.dumps(
-        {
-            "summary": {"brief": "<one sentence>", "detailed": "<dense description>"},
-            "action": {
-                "brief": "<short verb phrase or N/A>",
-                "detailed": "<one imperative sentence or N/A>",
-                "actor": "<noun phrase or N/A>",
-            },
-        },
-        indent=2,
-    )
+def response_structure() -> str:
+    """The answer's structure shown to the model: the schema with its ``$ref``s
+    inlined and each field's rule as its description."""
+    schema = GptAnnotation.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def inline(part: dict[str, Any]) -> dict[str, Any]:
+        if "$ref" in part:
+            return inline(definitions[part["$ref"].rsplit("/", 1)[1]])
+        shown = {k: v for k, v in part.items() if k in _SHOWN}
+        if "properties" in shown:
+            shown["properties"] = {k: inline(v) for k, v in shown["properties"].items()}
+        return shown
+
+    shown = inline(schema)
+    shown.pop("description", None)
+    return json.dumps(shown, indent=2, ensure_ascii=False)
+
+
+_SHOWN = ("type", "description", "properties", "required")
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)

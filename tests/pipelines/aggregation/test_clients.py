@@ -20,7 +20,7 @@ from tests.openai_server import FakeOpenAIServer, annotation_answer
 
 MESSAGES = [
     {"role": "system", "content": "annotate"},
-    {"role": "user", "content": "## Current segment: 0:00.0 → 0:10.0 (10.0 s)\n"},
+    {"role": "user", "content": "# Current segment, from 0.00 to 10.00 seconds\n"},
 ]
 
 

@@ -20,6 +20,7 @@ from action100m.datasets import PartitionLoaders
 from action100m.errors import VideoFailure, record_failure
 from action100m.executor import map_videos
 from action100m.llm.factory import make_chat_client
+from action100m.llm.prompts import PromptTemplate, load_prompt_template
 from action100m.llm.refine import BackgroundLoop, annotate_tree
 from action100m.params import AggregationParams, ExecutorParams
 from action100m.tree import SegmentTree
@@ -35,8 +36,11 @@ class AggregationWorker:
     can be in flight; calling the worker annotates one video and waits.
     """
 
-    def __init__(self, params: AggregationParams) -> None:
+    def __init__(
+        self, params: AggregationParams, template: PromptTemplate | None = None
+    ) -> None:
         self.params = params
+        self.template = template or load_prompt_template(params.prompt.template)
         self.client = make_chat_client(params.llm)
         self.loop: BackgroundLoop | None = None
 
@@ -50,7 +54,7 @@ class AggregationWorker:
             tree = load()
             if isinstance(tree, VideoFailure):
                 return tree
-            return await annotate_tree(self.client, tree, self.params)
+            return await annotate_tree(self.client, tree, self.params, self.template)
 
         return self.loop.submit(run())
 
@@ -61,17 +65,19 @@ class AggregationWorker:
 def annotate_videos(
     trees: dict[str, Callable[[], SegmentTree | VideoFailure]],
     params: AggregationParams,
+    template: PromptTemplate | None = None,
 ) -> dict[str, Callable[[], Any]]:
     """Lazy ``video_uid -> annotations`` with a window of videos in flight.
 
     Args:
         trees: ``video_uid -> callable`` giving the captioned tree (or a failure).
         params: Aggregation parameters.
+        template: The prompt template (None: the file ``params.prompt.template``).
 
     Returns:
         ``video_uid -> callable`` giving the video's annotations or its failure.
     """
-    worker = AggregationWorker(params)
+    worker = AggregationWorker(params, template)
     uids = list(trees)
     futures: dict[int, Future] = {}
 
@@ -107,11 +113,13 @@ def annotate_segment_trees(
         v["video_uid"]: (lambda v=v: assemble_tree(v, STAGE, segment_trees, captions))
         for v in video_manifest
     }
+    # Read here, once: Ray workers get the texts, not a path to a file.
+    template = load_prompt_template(params.prompt.template)
     if executor.kind == "local":
-        return annotate_videos(trees, params)
+        return annotate_videos(trees, params, template)
     return map_videos(
         trees,
-        partial(AggregationWorker, params),
+        partial(AggregationWorker, params, template),
         executor,
         {"num_gpus": params.llm.num_gpus},
     )
