@@ -104,6 +104,7 @@ class LLMParams(_Params):
     device: str = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     max_field_chars: int = Field(2000, ge=1)
+    reasoning_max_tokens: int = Field(2048, ge=1)  # then the final channel opens
     num_gpus: float = Field(0.0, ge=0)  # per Ray worker; a served model needs none
 
 

@@ -234,9 +234,32 @@ def build_tiny_mllama(folder: str, image_size: int = 32, seed: int = 0) -> str:
     return folder
 
 
+# The structure of gpt-oss's own chat template, shortened (no tools, no date).
+HARMONY_TEMPLATE = (
+    "{%- set effort = reasoning_effort if reasoning_effort else 'medium' -%}"
+    "<|start|>system<|message|>You are ChatGPT, a large language model trained by "
+    "OpenAI.\nKnowledge cutoff: 2024-06\n\nReasoning: {{ effort }}\n\n"
+    "# Valid channels: analysis, commentary, final. Channel must be included for "
+    "every message.<|end|>"
+    "{%- for m in messages -%}"
+    "{%- if m['role'] in ('system', 'developer') -%}"
+    "<|start|>developer<|message|># Instructions\n\n{{ m['content'] }}<|end|>"
+    "{%- elif m['role'] == 'assistant' -%}"
+    "<|start|>assistant<|channel|>final<|message|>{{ m['content'] }}<|end|>"
+    "{%- else -%}"
+    "<|start|>{{ m['role'] }}<|message|>{{ m['content'] }}<|end|>"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}<|start|>assistant{%- endif -%}"
+)
+
+
 def build_tiny_gpt_oss(folder: str, seed: int = 0) -> str:
     """Save a tiny ``GptOssForCausalLM`` (2 layers, 4 experts) and a byte-level BPE
-    tokenizer trained on a few sentences, with a minimal chat template."""
+    tokenizer trained on a few sentences, with gpt-oss's special tokens and a chat
+    template of the real one's structure (harmony: a system turn that states the
+    reasoning effort, the caller's system text as developer instructions, past
+    answers on the final channel, the generation prompt ``<|start|>assistant``)."""
     import torch
     from tokenizers import ByteLevelBPETokenizer
     from transformers import GptOssConfig, GptOssForCausalLM, PreTrainedTokenizerFast
@@ -248,6 +271,9 @@ def build_tiny_gpt_oss(folder: str, seed: int = 0) -> str:
         "<|message|>",
         "<|end|>",
         "<|return|>",
+        "<|channel|>",
+        "<|constrain|>",
+        "<|call|>",
         "<|pad|>",
     ]
     corpus = [
@@ -269,11 +295,7 @@ def build_tiny_gpt_oss(folder: str, seed: int = 0) -> str:
         eos_token="<|return|>",
         pad_token="<|pad|>",
     )
-    tokenizer.chat_template = (
-        "{% for m in messages %}<|start|>{{ m['role'] }}<|message|>{{ m['content'] }}"
-        "<|end|>{% endfor %}{% if add_generation_prompt %}<|start|>assistant"
-        "<|message|>{% endif %}"
-    )
+    tokenizer.chat_template = HARMONY_TEMPLATE
     config = GptOssConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,

@@ -32,6 +32,7 @@ def make_chat_client(params: LLMParams) -> ChatClient:
             device=params.device,
             dtype=params.dtype,
             max_field_chars=params.max_field_chars,
+            reasoning_max_tokens=params.reasoning_max_tokens,
             **common,
         )
     return OpenAIChatClient(

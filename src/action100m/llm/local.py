@@ -2,9 +2,15 @@
 
 The answer's grammar comes from the annotation schema through xgrammar's logits
 processor, so every completed answer is valid JSON of the right shape by
-construction. String fields are limited to printable ASCII without free
-whitespace between tokens, which keeps strict JSON parsers happy; their length
+construction. Strings take any Unicode character but control characters (the
+release has curly quotes, non-breaking hyphens and narrow spaces); their length
 is capped so that generation ends.
+
+A model whose tokenizer speaks gpt-oss's harmony format reasons first, freely,
+on its ``analysis`` channel (at the reasoning effort the chat template is
+given), for at most ``reasoning_max_tokens``; then its ``final`` channel is
+opened and only that answer is constrained. A model that never ends its
+reasoning (random weights) is moved to its answer when the budget is spent.
 """
 
 from __future__ import annotations
@@ -19,15 +25,26 @@ from action100m.llm.schema import annotation_json_schema
 from action100m.stage_model import resolve_device, resolve_dtype
 
 
+HARMONY_ANALYSIS = "<|channel|>analysis<|message|>"
+HARMONY_FINAL = "<|start|>assistant<|channel|>final<|message|>"
+HARMONY_END = "<|end|>"
+
+
+# Any character but control characters (C0, DEL, C1); quotes and backslashes
+# would need JSON escapes, which a pattern over the raw text cannot express.
+STRING_CHARS = r'[^\x00-\x1f\x7f-\x9f"\\]'
+
+
 def constrained_schema(max_field_chars: int) -> dict[str, Any]:
-    """The annotation schema with every string printable and length-capped."""
+    """The annotation schema with every string 1 to ``max_field_chars`` characters
+    of :data:`STRING_CHARS`."""
     schema = copy.deepcopy(annotation_json_schema())
     for definition in schema.get("$defs", {}).values():
         for prop in definition.get("properties", {}).values():
             if prop.get("type") == "string":
                 for key in ("description", "minLength", "maxLength"):
                     prop.pop(key, None)
-                prop["pattern"] = f"^[ -~]{{1,{max_field_chars}}}$"
+                prop["pattern"] = f"^{STRING_CHARS}{{1,{max_field_chars}}}$"
     return schema
 
 
@@ -39,6 +56,8 @@ class TransformersChatClient(ChatClient):
         device: ``auto``, ``cpu``, ``cuda`` ...
         dtype: ``auto`` (bf16 on GPU, fp32 on CPU) or a torch dtype name.
         max_field_chars: Longest string field the grammar allows.
+        reasoning_max_tokens: Reasoning budget of a harmony model, after which
+            its final channel is opened (part of ``max_tokens``).
         **kwargs: See :class:`~action100m.llm.clients.ChatClient`.
     """
 
@@ -50,12 +69,14 @@ class TransformersChatClient(ChatClient):
         device: str = "auto",
         dtype: str = "auto",
         max_field_chars: int = 2000,
+        reasoning_max_tokens: int = 2048,
         **kwargs: Any,
     ) -> None:
         super().__init__(model, **kwargs)
         self.device = device
         self.dtype = dtype
         self.max_field_chars = max_field_chars
+        self.reasoning_max_tokens = reasoning_max_tokens
         self._lock: asyncio.Lock | None = None
 
     def setup(self) -> None:
@@ -74,33 +95,73 @@ class TransformersChatClient(ChatClient):
         self.grammar = xgrammar.GrammarCompiler(info).compile_json_schema(
             json.dumps(constrained_schema(self.max_field_chars)), any_whitespace=False
         )
+        vocab = self.tokenizer.get_vocab()
+        self.harmony = all(
+            token in vocab for token in ("<|channel|>", "<|message|>", HARMONY_END)
+        )
+
+    def _tokens(self, text: str):
+        import torch
+
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        return torch.tensor([ids], device=self.device)
 
     def _generate(self, messages: list[dict[str, str]], params: dict[str, Any]):
         import torch
         from xgrammar.contrib.hf import LogitsProcessor
 
         inputs = self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            messages,
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
+            reasoning_effort=params.get("reasoning_effort"),
         ).to(self.device)
+        ids = inputs["input_ids"]
+        prompt_length = ids.shape[1]
         torch.manual_seed(params["seed"])
-        settings: dict[str, Any] = {
-            "max_new_tokens": params["max_tokens"],
-            "logits_processor": [LogitsProcessor(self.grammar)],
+        sampling: dict[str, Any] = {
             "pad_token_id": self.tokenizer.pad_token_id,
             "do_sample": params["temperature"] > 0,
         }
-        if settings["do_sample"]:
-            settings["temperature"] = params["temperature"]
+        if sampling["do_sample"]:
+            sampling["temperature"] = params["temperature"]
+        budget, reasoning = params["max_tokens"], 0
         with torch.inference_mode():
-            output = self.llm.generate(**inputs, **settings)
-        prompt_length = inputs["input_ids"].shape[1]
-        new = output[0, prompt_length:]
+            if self.harmony:
+                # Free reasoning on the analysis channel, then the final channel.
+                end = self.tokenizer.convert_tokens_to_ids(HARMONY_END)
+                ids = torch.cat([ids, self._tokens(HARMONY_ANALYSIS)], dim=1)
+                start = ids.shape[1]
+                ids = self.llm.generate(
+                    input_ids=ids,
+                    attention_mask=torch.ones_like(ids),
+                    max_new_tokens=max(1, min(self.reasoning_max_tokens, budget - 1)),
+                    eos_token_id=end,
+                    **sampling,
+                )
+                reasoning = ids.shape[1] - start
+                closed = int(ids[0, -1]) == end
+                opener = HARMONY_FINAL if closed else HARMONY_END + HARMONY_FINAL
+                ids = torch.cat([ids, self._tokens(opener)], dim=1)
+                budget = max(1, budget - reasoning)
+            answer_start = ids.shape[1]
+            output = self.llm.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=budget,
+                logits_processor=[LogitsProcessor(self.grammar)],
+                **sampling,
+            )
+        new = output[0, answer_start:]
         eos = self.tokenizer.eos_token_id
-        stopped = bool(len(new)) and (
-            int(new[-1]) == eos or len(new) < params["max_tokens"]
-        )
+        stopped = bool(len(new)) and (int(new[-1]) == eos or len(new) < budget)
         text = self.tokenizer.decode(new, skip_special_tokens=True)
-        usage = {"prompt_tokens": int(prompt_length), "completion_tokens": len(new)}
+        usage = {
+            "prompt_tokens": int(prompt_length),
+            "completion_tokens": reasoning + len(new),
+            "reasoning_tokens": reasoning,
+        }
         return RawAnswer(text, "stop" if stopped else "length", usage)
 
     async def _request(
@@ -117,5 +178,6 @@ class TransformersChatClient(ChatClient):
             "device": str(self.device),
             "dtype": str(self.dtype),
             "max_field_chars": self.max_field_chars,
-            "constrained_decoding": "xgrammar json_schema",
+            "reasoning_max_tokens": self.reasoning_max_tokens,
+            "constrained_decoding": "xgrammar json_schema (final answer only)",
         }

@@ -230,20 +230,64 @@ def test_the_budget_never_grows_past_its_limit():
     assert [r["max_tokens"] for r in server.requests] == [100, 200, 250, 250]
 
 
-def test_tiny_gpt_oss_answers_are_valid_by_construction(tiny_models):
-    client = TransformersChatClient(
-        str(tiny_models["gpt_oss"]),
-        device="cpu",
-        max_field_chars=24,
-        max_tokens=200,
-        temperature=0.7,
-        max_attempts=1,
-    )
+def _tiny_client(tiny_models, **kwargs) -> TransformersChatClient:
+    settings = {
+        "device": "cpu",
+        "max_field_chars": 24,
+        "max_tokens": 400,
+        "temperature": 0.7,
+        "max_attempts": 1,
+        "reasoning_max_tokens": 8,
+    } | kwargs
+    client = TransformersChatClient(str(tiny_models["gpt_oss"]), **settings)
     client.ensure_setup()
-    for seed in range(5):
+    return client
+
+
+def test_tiny_gpt_oss_answers_are_valid_by_construction(tiny_models):
+    client = _tiny_client(tiny_models)
+    assert client.harmony  # its tokenizer speaks gpt-oss's format
+    for seed in range(4):
         client.seed = seed
-        done = asyncio.run(client.complete(build_messages(*_small_tree())))
+        done = asyncio.run(client.complete(build_messages(*_small_tree()), "low"))
         assert done.attempts == 1 and done.annotation.action.actor
+        # random weights never close their reasoning: the budget opened the answer
+        assert done.usage["reasoning_tokens"] == 8
+        assert done.usage["completion_tokens"] > 8
+
+
+def test_the_local_chat_template_gets_the_reasoning_effort(tiny_models):
+    client = _tiny_client(tiny_models)
+    messages = build_messages(*_small_tree())
+    for effort in ("high", "low"):
+        text = client.tokenizer.apply_chat_template(
+            messages,
+            tokenize=False,
+            add_generation_prompt=True,
+            reasoning_effort=effort,
+        )
+        assert f"Reasoning: {effort}" in text
+        assert text.endswith("<|start|>assistant")
+
+
+def test_the_answer_grammar_takes_any_unicode_but_control_characters(tiny_models):
+    import xgrammar
+
+    client = _tiny_client(tiny_models)
+    fields = {
+        "summary": {"brief": "A \u201cquote\u201d.", "detailed": "Non\u2011breaking"},
+        "action": {
+            "brief": "Cut\u202fit",
+            "detailed": "Caf\u00e9 t\u00e9",
+            "actor": "N/A",
+        },
+    }
+    good = json.dumps(fields, ensure_ascii=False)
+    matcher = xgrammar.GrammarMatcher(client.grammar)
+    assert matcher.accept_string(good)
+    assert matcher.accept_token(client.tokenizer.eos_token_id)
+    bad = good.replace("Cut\u202fit", "Cut\u0007it")
+    assert not xgrammar.GrammarMatcher(client.grammar).accept_string(bad)
 
 
 def _small_tree():
