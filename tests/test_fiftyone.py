@@ -316,3 +316,68 @@ def test_real_fiftyone_reads_every_field_back(tmp_path, cut_videos, release_samp
     assert any(
         d["parent_id"] is None for d in loaded["samples"]["cuts_a"]["gpt_action_brief"]
     )
+
+
+@pytest.mark.slow
+def test_demo_run_exports_every_field_and_a_card(tmp_path, cut_videos, tiny_models):
+    from tests.test_run import kedro_run
+
+    folder, _ = cut_videos
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for uid in ("cuts_a", "cuts_c"):
+        (videos / f"{uid}.mp4").write_bytes((folder / f"{uid}.mp4").read_bytes())
+    sidecar = {**FULL_METADATA, "upload_date": "2019-02-12T08:00:00Z"}
+    del sidecar["duration"]  # ingest fills it from the probe
+    # Ingest rejects a sidecar with an unreadable time: keep the readable lines.
+    sidecar["transcript"] = [e for e in sidecar["transcript"] if e["time"] != "soon"]
+    (videos / "cuts_a.json").write_text(json.dumps(sidecar))
+    out = tmp_path / "out"
+    params = (
+        f"videos_dir={videos},output_dir={out},"
+        f"captioning.plm.model_id={tiny_models['perception_lm']},"
+        f"captioning.llama.model_id={tiny_models['mllama']},"
+        f"aggregation.llm.model={tiny_models['gpt_oss']},"
+        "export.card.license=cc-by-4.0"
+    )
+    run = kedro_run(tmp_path, "--env", "demo", "--params", params)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    loaded = load_with_fiftyone(out / "fiftyone", tmp_path)
+    assert_loaded_as_written(loaded, out / "fiftyone")
+    full, bare = loaded["samples"]["cuts_a"], loaded["samples"]["cuts_c"]
+    assert (full["title"], full["view_count"], full["like_count"]) == (
+        "<b>Boxes</b>",
+        12,
+        3,
+    )
+    assert full["upload_date"] == "2019-02-12T08:00:00"
+    assert full["transcript"] == "first box then the second last"
+    manifest = (out / "intermediate" / "video_manifest.jsonl").read_text()
+    probed = {
+        v["video_uid"]: v["duration"] for v in map(json.loads, manifest.splitlines())
+    }
+    for uid in ("cuts_a", "cuts_c"):  # whole seconds, as the release has them
+        assert loaded["samples"][uid]["full_video_duration"] == round(probed[uid])
+    assert [d["label"] for d in full["transcript_segments"]] == [
+        "first box",
+        "then the second",
+        "last",
+    ]
+    assert bare["title"] is None and bare["upload_date"] is None
+    assert bare["transcript"] is None and bare["transcript_segments"] is None
+    assert full["full_video_url"] is None  # "cuts_a" is no YouTube id
+    table = pq.read_table(out / "action100m.parquet").to_pylist()
+    for row in table:
+        sample = loaded["samples"][row["video_uid"]]
+        assert sample["tree_depth"] == max(n["level"] for n in row["nodes"])
+        annotated = [n["node_id"] for n in row["nodes"] if n["gpt"] is not None]
+        assert [d["node_id"] for d in sample["gpt_summary_brief"]] == annotated
+
+    header, body = card_parts((out / "fiftyone" / "README.md").read_text())
+    assert header["license"] == "cc-by-4.0"
+    assert f"dataset with {len(table)} video samples" in header["dataset_summary"]
+    for role in ("perception_lm", "mllama", "gpt_oss"):
+        row = next(line for line in body.splitlines() if str(tiny_models[role]) in line)
+        assert "| `sha256:" in row
+    assert f"| videos | {len(table)} | 1,199,096 |" in body
