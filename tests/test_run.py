@@ -88,7 +88,7 @@ def test_demo_run_writes_release_files_and_resumes(tmp_path, videos, model_param
     assert sorted(s["video_uid"] for s in samples) == sorted(cuts)
     for sample, row in zip(samples, table.to_pylist(), strict=True):
         gpt_nodes = [n["node_id"] for n in row["nodes"] if n["gpt"] is not None]
-        found = [d["node_id"] for d in sample["gpt_action_brief"]["detections"]]
+        found = [d["node_id"] for d in sample["gpt_summary_brief"]["detections"]]
         assert sample["video_uid"] == row["video_uid"] and found == gpt_nodes
 
     # One finished MLflow run with model identities, stage costs and quality.

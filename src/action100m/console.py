@@ -8,6 +8,8 @@ import sys
 
 import pyarrow.parquet as pq
 
+from action100m.params import DatasetCardParams
+
 
 def _validate(args: argparse.Namespace) -> int:
     from action100m.validation import table_violations
@@ -75,7 +77,8 @@ def _view(args: argparse.Namespace) -> int:
 def _fiftyone(args: argparse.Namespace) -> int:
     import os
 
-    from action100m.datasets import FiftyOneDatasetDir
+    from action100m.dataset_card import build_dataset_card
+    from action100m.datasets import FiftyOneDatasetDir, TextFileDataset
     from action100m.datasets.video_folder import VIDEO_EXTENSIONS
     from action100m.fiftyone_format import VideoFrames, video_sample
     from action100m.tree import SegmentTree
@@ -98,8 +101,8 @@ def _fiftyone(args: argparse.Namespace) -> int:
             duration=duration,
         )
 
-    rows = pq.read_table(args.file).to_pylist()
-    trees = [SegmentTree.from_release_row(row) for row in rows]
+    table = pq.read_table(args.file)
+    trees = [SegmentTree.from_release_row(row) for row in table.to_pylist()]
     videos = {t.video_uid: frames(t.video_uid, t) for t in trees}
     missing = [uid for uid, found in videos.items() if found is None]
     if missing:
@@ -111,6 +114,10 @@ def _fiftyone(args: argparse.Namespace) -> int:
         return 1
     FiftyOneDatasetDir(path=args.out).save(
         video_sample(tree, videos[tree.video_uid]) for tree in trees
+    )
+    card = DatasetCardParams(license=args.license, pretty_name=args.name)
+    TextFileDataset(filepath=os.path.join(args.out, "README.md")).save(
+        build_dataset_card(table, card)
     )
     annotated = sum(n.gpt is not None for t in trees for n in t.nodes)
     print(f"{args.out}: {len(trees)} video samples, {annotated} annotated segments")
@@ -184,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="frame rate for videos that are not found (their filepath points "
         "to <videos-dir>/<video_uid>.mp4)",
     )
+    fiftyone.add_argument(
+        "--license",
+        default=DatasetCardParams().license,
+        help="licence id in the dataset card (README.md) written beside it",
+    )
+    fiftyone.add_argument("--name", default=DatasetCardParams().pretty_name)
     fiftyone.set_defaults(func=_fiftyone)
 
     tiny = sub.add_parser(

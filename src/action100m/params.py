@@ -147,3 +147,16 @@ class RayParams(_Params):
 class ExecutorParams(_Params):
     kind: Literal["local", "ray"] = "local"
     ray: RayParams = Field(default_factory=RayParams)
+
+
+class DatasetCardParams(_Params):
+    """The dataset card (``README.md``) written beside the FiftyOne export."""
+
+    license: str = "fair-noncommercial-research-license"  # a Hugging Face licence id
+    pretty_name: str = "action100m"
+    tags: list[str] = Field(default_factory=lambda: ["fiftyone", "video"])
+    hub_repo_id: str | None = None  # e.g. "user/name", for the loading snippet
+
+
+class ExportParams(_Params):
+    card: DatasetCardParams = Field(default_factory=DatasetCardParams)

@@ -10,6 +10,7 @@ from action100m.datasets.tables import (
     JSONFileDataset,
     JSONLinesDataset,
     ReleaseParquetDataset,
+    TextFileDataset,
 )
 from action100m.datasets.video_folder import VideoFolderDataset
 
@@ -19,6 +20,7 @@ __all__ = [
     "JSONLinesDataset",
     "PartitionLoaders",
     "ReleaseParquetDataset",
+    "TextFileDataset",
     "VideoFolderDataset",
     "VideoPartitionsDataset",
     "load_upstream",

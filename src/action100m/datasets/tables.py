@@ -113,3 +113,15 @@ class ReleaseParquetDataset(_FileDataset):
                     rows = []
             if rows or total == 0:
                 writer.write_table(pa.Table.from_pylist(rows, RELEASE_SCHEMA))
+
+
+class TextFileDataset(_FileDataset):
+    """One UTF-8 text file (e.g. a Markdown card), written atomically."""
+
+    def load(self) -> str:
+        with self._fs.open(self._path, "rb") as handle:
+            return handle.read().decode("utf-8")
+
+    def save(self, data: str) -> None:
+        with atomic_open(self._fs, self._path) as handle:
+            handle.write(data.encode("utf-8"))

@@ -7,10 +7,19 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import pyarrow as pa
+
 from action100m.assembly import assemble_tree
+from action100m.dataset_card import build_dataset_card, run_models
 from action100m.datasets import PartitionLoaders
 from action100m.errors import VideoFailure
 from action100m.fiftyone_format import VideoFrames, video_sample
+from action100m.params import (
+    AggregationParams,
+    CaptioningParams,
+    ExportParams,
+    SegmentationParams,
+)
 from action100m.tree import SegmentTree
 from action100m.viewer import render_html, render_timeline_png
 
@@ -98,6 +107,33 @@ def fiftyone_samples(
         )
         for v in _exported(release_trees, video_manifest)
     )
+
+
+def write_dataset_card(
+    release_parquet: pa.Table,
+    segmentation: SegmentationParams,
+    captioning: CaptioningParams,
+    aggregation: AggregationParams,
+    export: ExportParams,
+) -> str:
+    """The dataset card published beside the FiftyOne export.
+
+    Args:
+        release_parquet: The run's release table (the exported videos).
+        segmentation: Stage 1 parameters (the embedder and its revision).
+        captioning: Stage 2 parameters (both captioners).
+        aggregation: Stage 3 parameters (the LLM, Self-Refine rounds).
+        export: The card's licence, name, tags and hub repository.
+
+    Returns:
+        ``README.md`` text: front matter, fields, models and statistics.
+    """
+    params = {
+        "segmentation": segmentation.model_dump(),
+        "captioning": captioning.model_dump(),
+        "aggregation": aggregation.model_dump(),
+    }
+    return build_dataset_card(release_parquet, export.card, run_models(params))
 
 
 def render_views(

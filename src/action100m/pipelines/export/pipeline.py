@@ -8,6 +8,7 @@ from .nodes import (
     fiftyone_samples,
     iter_release_rows,
     render_views,
+    write_dataset_card,
 )
 
 
@@ -37,6 +38,18 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["release_trees", "video_manifest"],
                 outputs="fiftyone_dataset",
                 name="export_fiftyone_dataset_node",
+            ),
+            Node(
+                func=write_dataset_card,
+                inputs=[
+                    "release_parquet",
+                    "params:segmentation",
+                    "params:captioning",
+                    "params:aggregation",
+                    "params:export",
+                ],
+                outputs="dataset_card",
+                name="write_dataset_card_node",
             ),
             Node(
                 func=collect_errors,
