@@ -24,7 +24,6 @@ from action100m.llm.clients import ChatClient, RawAnswer
 from action100m.llm.schema import annotation_json_schema
 from action100m.stage_model import resolve_device, resolve_dtype
 
-
 HARMONY_ANALYSIS = "<|channel|>analysis<|message|>"
 HARMONY_FINAL = "<|start|>assistant<|channel|>final<|message|>"
 HARMONY_END = "<|end|>"
