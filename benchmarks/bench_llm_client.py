@@ -3,11 +3,16 @@
 1. Requests/s of ``OpenAIChatClient`` against a loopback OpenAI-compatible server
    that answers after a fixed latency, at a fixed concurrency, over many
    requests; compared with the ideal ``concurrency / latency``.
-2. Tokens per eligible node on the release sample (prompt and completion per
-   Self-Refine round, prompt tokens estimated at 4 characters per token), and the
-   projected H100-seconds per video-hour at a given total token throughput
-   (vLLM's published ~6.1k tokens/s for gpt-oss-120b on one H100), next to the
-   paper's ~2.35 H100-hours per video-hour.
+2. Prefix caching on the release sample: every Stage 3 request of every eligible
+   node, 3 Self-Refine rounds (the released annotation standing in for each
+   draft), counted the way vLLM's automatic prefix caching counts reuse: a block
+   of the prompt is served from the cache when the same text up to the block's
+   end was sent before (blocks of 64 characters, about vLLM's 16 tokens at 4
+   characters per token). Printed for the default prompt settings and for the
+   earlier ones (a +-30 s transcript window, 3 levels of the whole video).
+3. A projection of Stage 3's H100-hours per video-hour that splits the work into
+   prefill of the uncached prompt tokens and decoding of the generated tokens,
+   each at its own throughput (see ``PREFILL_TOKENS_PER_S``).
 
     .venv/bin/python -m benchmarks.bench_llm_client [--requests 1000]
 """
@@ -25,14 +30,32 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from action100m.llm.clients import OpenAIChatClient
-from action100m.llm.prompts import build_messages
+from action100m.llm.prompts import (
+    PromptBuilder,
+    default_template,
+    refine_messages,
+)
 from action100m.llm.refine import eligible_nodes
 from action100m.params import PromptParams
 from action100m.tree import SegmentTree
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared/data/action100m_release_sample"
 CHARS_PER_TOKEN = 4.0
-PROMPT_MAX_CHARS = PromptParams().max_chars  # the default prompt budget
+BLOCK_CHARS = 64  # ~ vLLM's 16-token KV blocks
+# gpt-oss-120b on one H100 with vLLM 0.10.2 in its default configuration, from
+# GPUStack's performance lab ("Optimizing GPT-OSS-120B Throughput on NVIDIA H100
+# GPUs", baseline column). Prefill: the 32,000-in / 100-out case, 16,137 tokens/s
+# in all, 99.7 % of them prompt tokens. Decode: what the 4,000-in / 200-out
+# (14,247 tokens/s) and 2,000-in / 100-out (14,386 tokens/s) cases leave once
+# their prompts are charged at that prefill rate: 4,265 and 4,537 tokens/s.
+PREFILL_TOKENS_PER_S = 16_100.0
+DECODE_TOKENS_PER_S = 4_400.0
+SETTINGS = {
+    "default": PromptParams(),
+    "earlier (+-30 s transcript, 3 levels)": PromptParams(
+        transcript_margin_s=30.0, global_levels=3
+    ),
+}
 
 
 async def _drive(client: OpenAIChatClient, messages: list, n: int) -> None:
@@ -88,41 +111,106 @@ def throughput(n: int, concurrency: int, latency: float) -> None:
     )
 
 
-def tokens(sample: Path, rounds: int, tokens_per_s: float, completion: int) -> None:
-    table = pq.read_table(sample / "sample.parquet")
-    prompt_tokens, nodes, video_s = [], 0, 0.0
-    for row in table.to_pylist():
+def _serialised(messages: list[dict[str, str]]) -> str:
+    """What a harmony server prefills for a conversation (roles and contents)."""
+    return "".join(
+        f"<|start|>{m['role']}<|message|>{m['content']}<|end|>" for m in messages
+    )
+
+
+class PrefixCache:
+    """Counts prompt characters served from an unbounded block-level prefix cache."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+        self.total = self.cached = 0
+
+    def send(self, text: str) -> int:
+        """Account for one prompt; return its characters that were cached."""
+        key, hits = 0, 0
+        for start in range(0, len(text) - BLOCK_CHARS + 1, BLOCK_CHARS):
+            key = hash((key, text[start : start + BLOCK_CHARS]))
+            if key in self.seen:
+                hits += BLOCK_CHARS
+            else:
+                self.seen.add(key)
+        self.total += len(text)
+        self.cached += hits
+        return hits
+
+
+def prefix_caching(
+    sample: Path, params: PromptParams, rounds: int, completion: int
+) -> dict[str, float]:
+    """Stage 3's prompts of the whole sample through one prefix cache."""
+    template = default_template()
+    cache, first = PrefixCache(), PrefixCache()
+    first_cached = nodes = 0
+    video_s = 0.0
+    for row in pq.read_table(sample / "sample.parquet").to_pylist():
         tree = SegmentTree.from_release_row(row)
-        kids = tree.children()
+        builder = PromptBuilder(tree, template, params)
         video_s += tree.root.duration
+        by_id = {n["node_id"]: n for n in row["nodes"]}
         for node in eligible_nodes(tree):
-            messages = build_messages(tree, node, kids=kids, max_chars=PROMPT_MAX_CHARS)
-            chars = sum(len(m["content"]) for m in messages)
-            prompt_tokens.append(chars / CHARS_PER_TOKEN)
+            conversation = builder.build(node).messages
+            draft = json.dumps(by_id[node.node_id]["gpt"], ensure_ascii=False)
+            for round_index in range(rounds):
+                text = _serialised(conversation)
+                hits = cache.send(text)
+                if round_index == 0:
+                    first.total += len(text)
+                    first_cached += hits
+                conversation = refine_messages(conversation, draft, template)
             nodes += 1
-    mean_prompt = sum(prompt_tokens) / nodes
-    # Round k re-sends the conversation plus k-1 drafts and refine turns.
-    per_node = sum(
-        mean_prompt + k * (completion + 80) + completion for k in range(rounds)
-    )
+    uncached = (cache.total - cache.cached) / CHARS_PER_TOKEN
+    generated = nodes * rounds * completion
     hours = video_s / 3600
-    h100_s = nodes * per_node / tokens_per_s
-    print(
-        f"release sample: {table.num_rows} videos, {hours:.2f} h, "
-        f"{nodes} eligible nodes "
-        f"({nodes / hours:.0f} per video-hour)"
-    )
-    print(
-        f"  round-1 prompt: mean {mean_prompt:.0f} tokens, max {max(prompt_tokens):.0f}"
-    )
-    print(
-        f"  {rounds} rounds with {completion}-token answers: "
-        f"{per_node:.0f} tokens per node"
-    )
-    print(
-        f"  at {tokens_per_s:.0f} tokens/s: {h100_s / hours / 3600:.2f} H100-hours per "
-        f"video-hour (paper: ~2.35)"
-    )
+    return {
+        "nodes": nodes,
+        "hours": hours,
+        "share": cache.cached / cache.total,
+        "first_share": first_cached / first.total,
+        "prompt_tokens": cache.total / CHARS_PER_TOKEN,
+        "uncached_tokens": uncached,
+        "generated_tokens": generated,
+        "h100_hours_per_video_hour": (
+            uncached / PREFILL_TOKENS_PER_S + generated / DECODE_TOKENS_PER_S
+        )
+        / 3600
+        / hours,
+        "h100_hours_no_cache": (
+            cache.total / CHARS_PER_TOKEN / PREFILL_TOKENS_PER_S
+            + generated / DECODE_TOKENS_PER_S
+        )
+        / 3600
+        / hours,
+    }
+
+
+def tokens(sample: Path, rounds: int, completion: int) -> None:
+    for name, params in SETTINGS.items():
+        found = prefix_caching(sample, params, rounds, completion)
+        print(
+            f"prompt settings {name}: {found['nodes']} eligible nodes, "
+            f"{found['hours']:.2f} video-hours, {rounds} rounds"
+        )
+        print(
+            f"  share of prompt characters already cached: "
+            f"{found['share']:.2f} of all, {found['first_share']:.2f} of first-round"
+        )
+        print(
+            f"  {found['prompt_tokens'] / 1e6:.1f} M prompt tokens, "
+            f"{found['uncached_tokens'] / 1e6:.1f} M uncached, "
+            f"{found['generated_tokens'] / 1e6:.2f} M generated "
+            f"({completion} per request)"
+        )
+        print(
+            f"  H100-hours per video-hour: {found['h100_hours_per_video_hour']:.2f} "
+            f"with prefix caching, {found['h100_hours_no_cache']:.2f} without "
+            f"(prefill {PREFILL_TOKENS_PER_S:.0f} tokens/s, decode "
+            f"{DECODE_TOKENS_PER_S:.0f} tokens/s; paper: ~2.35)"
+        )
 
 
 def main() -> None:
@@ -130,12 +218,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--latency", type=float, default=0.05)
-    parser.add_argument("--tokens-per-s", type=float, default=6100)
     parser.add_argument("--completion-tokens", type=int, default=600)
+    parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
-    throughput(args.requests, args.concurrency, args.latency)
+    if not args.skip_throughput:
+        throughput(args.requests, args.concurrency, args.latency)
     if (SAMPLE / "sample.parquet").exists():
-        tokens(SAMPLE, 3, args.tokens_per_s, args.completion_tokens)
+        tokens(SAMPLE, 3, args.completion_tokens)
     else:
         print(json.dumps({"skipped": "release sample not found"}))
 
