@@ -345,3 +345,30 @@ def test_prompt_injection_cannot_reach_other_videos(tmp_path):
     plain_requests = [r for r in requests if "Packing" in json.dumps(r)]
     assert plain_requests
     assert not any("PWNED" in json.dumps(r) for r in plain_requests)
+
+
+def test_no_node_of_a_released_tree_is_lost_to_greedy_or_late_faults(release_sample):
+    """A server that answers every greedy request with invalid JSON and fails every
+    third round: each eligible node still lands, with its round-2 answer."""
+    row = pq.read_table(release_sample).to_pylist()[2]
+    tree = SegmentTree.from_release_row(row)
+    params = AggregationParams.model_validate(
+        {"llm": {"max_attempts": 3, "backoff_s": 0.0}}
+    )
+
+    def faults(body: dict) -> str | None:
+        if _round(body) == 3:
+            return "500"
+        return "malformed" if body["temperature"] == 0 else None
+
+    with FakeOpenAIServer(annotation_answer) as server:
+        server.rule = faults
+        client = _client(server.base_url, max_concurrency=8, backoff_s=0.0)
+        result = asyncio.run(annotate_tree(client, tree, params))
+    eligible = {n.node_id for n in eligible_nodes(tree)}
+    assert set(result["annotations"]) == eligible
+    assert set(result["landed_round"].values()) == {2}
+    assert {e["node_id"] for e in result["errors"]} == eligible
+    assert all(e["reason"].startswith("round 3") for e in result["errors"])
+    for gpt in result["annotations"].values():
+        assert gpt["summary"]["brief"].startswith("round 2")
