@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -490,20 +491,25 @@ def test_ray_executor_joins_a_running_two_node_cluster(tmp_path, two_videos):
     temp_dir = tempfile.mkdtemp(prefix="ray")  # short: Ray's sockets live in it
     start = [
         [ray_bin, "start", "--head", f"--port={port}", "--include-dashboard=false",
-         f"--temp-dir={temp_dir}", *common],
-        [ray_bin, "start", f"--address=127.0.0.1:{port}", *common],
+         f"--temp-dir={temp_dir}", "--block", *common],
+        [ray_bin, "start", f"--address=127.0.0.1:{port}", "--block", *common],
     ]  # fmt: skip
+    # Each node runs in the foreground of its own process group, so that the test
+    # stops exactly the processes it started (``ray stop`` would stop every Ray
+    # process on the machine).
+    nodes: list[subprocess.Popen] = []
     try:
         for command in start:
-            started = subprocess.run(
-                command,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=180,
-                check=False,
+            nodes.append(
+                subprocess.Popen(
+                    command,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
             )
-            assert started.returncode == 0, started.stderr[-2000:]
+            _wait_for_ray_nodes(ray_bin, port, env, len(nodes), nodes)
         out = tmp_path / "ray"
         run = subprocess.run(
             [
@@ -522,11 +528,42 @@ def test_ray_executor_joins_a_running_two_node_cluster(tmp_path, two_videos):
         assert "Connected to Ray cluster" in run.stdout + run.stderr
         assert pq.read_table(out / "action100m.parquet").equals(reference)
     finally:
-        subprocess.run(
-            [ray_bin, "stop", "--force"],
+        for node in reversed(nodes):
+            _stop_process_group(node)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _wait_for_ray_nodes(ray_bin, port, env, count, processes, timeout=180.0):
+    """Until ``ray status`` lists ``count`` live nodes (or a node process died)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for process in processes:
+            assert process.poll() is None, f"ray start exited with {process.returncode}"
+        status = subprocess.run(
+            [ray_bin, "status", f"--address=127.0.0.1:{port}"],
             env=env,
             capture_output=True,
-            timeout=120,
+            text=True,
+            timeout=60,
             check=False,
         )
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        active = status.stdout.split("Active:", 1)[-1].split("Pending:", 1)[0]
+        if status.returncode == 0 and active.count("node_") >= count:
+            return
+        time.sleep(1.0)
+    raise AssertionError(f"Ray did not list {count} nodes within {timeout:.0f} s")
+
+
+def _stop_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM the group a started process leads, then SIGKILL what remains of it."""
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return  # nothing of the group is left
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass

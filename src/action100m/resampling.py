@@ -9,7 +9,6 @@ dominate.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from typing import Any
 
@@ -38,11 +37,6 @@ def action_instances(table: pa.Table, include_na: bool = False) -> list[dict[str
                 }
             )
     return rows
-
-
-def text_key(text: str) -> str:
-    """Exact-duplicate key of a text (SHA-1 of its UTF-8 bytes)."""
-    return hashlib.sha1(text.encode()).hexdigest()
 
 
 def duplicate_stats(texts: list[str], top: int = 20) -> dict[str, Any]:

@@ -276,15 +276,26 @@ def build_tiny_gpt_oss(folder: str, seed: int = 0) -> str:
         "<|call|>",
         "<|pad|>",
     ]
+    from action100m.llm.prompts import default_template
+    from action100m.llm.schema import response_structure
+
+    # Trained on the Stage 3 prompt's own text as well, so that a prompt takes
+    # about as many tokens as with a real tokenizer (~4 characters per token)
+    # rather than one per byte.
+    template = default_template()
     corpus = [
         " ".join(TINY_WORDS),
         '{"summary": {"brief": "", "detailed": ""}, '
         '"action": {"brief": "N/A", "detailed": "", "actor": ""}}',
+        template.system,
+        template.user,
+        template.refine,
+        response_structure(),
     ]
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(
         corpus * 10,
-        vocab_size=400,
+        vocab_size=1200,
         min_frequency=1,
         special_tokens=special,
         show_progress=False,

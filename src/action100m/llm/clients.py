@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -227,7 +226,7 @@ class OpenAIChatClient(ChatClient):
     ) -> None:
         super().__init__(model, **kwargs)
         self.base_url = base_url
-        self._api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+        self._api_key = api_key or "EMPTY"
         self.timeout_s = timeout_s
         self.max_concurrency = max_concurrency
         self.structured_output = structured_output

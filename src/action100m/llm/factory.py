@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,8 @@ from action100m.llm.clients import ChatClient, OpenAIChatClient
 
 if TYPE_CHECKING:
     from action100m.params import LLMParams
+
+logger = logging.getLogger(__name__)
 
 
 def make_chat_client(params: LLMParams) -> ChatClient:
@@ -35,10 +38,15 @@ def make_chat_client(params: LLMParams) -> ChatClient:
             reasoning_max_tokens=params.reasoning_max_tokens,
             **common,
         )
+    api_key = os.environ.get(params.api_key_env)
+    if not api_key:
+        logger.info(
+            "aggregation: %s is not set; requests carry no API key", params.api_key_env
+        )
     return OpenAIChatClient(
         params.model,
         base_url=params.base_url,
-        api_key=os.environ.get(params.api_key_env),
+        api_key=api_key,
         timeout_s=params.timeout_s,
         max_concurrency=params.max_concurrency,
         structured_output=params.structured_output,

@@ -132,13 +132,17 @@ class TransformersChatClient(ChatClient):
                 end = self.tokenizer.convert_tokens_to_ids(HARMONY_END)
                 ids = torch.cat([ids, self._tokens(HARMONY_ANALYSIS)], dim=1)
                 start = ids.shape[1]
-                ids = self.llm.generate(
+                reasoned = self.llm.generate(
                     input_ids=ids,
                     attention_mask=torch.ones_like(ids),
                     max_new_tokens=max(1, min(self.reasoning_max_tokens, budget - 1)),
                     eos_token_id=end,
+                    return_dict_in_generate=True,
                     **sampling,
                 )
+                ids = reasoned.sequences
+                # The answer continues from the reasoning's cache: no second prefill.
+                sampling["cache"] = reasoned.past_key_values
                 reasoning = ids.shape[1] - start
                 closed = int(ids[0, -1]) == end
                 opener = HARMONY_FINAL if closed else HARMONY_END + HARMONY_FINAL

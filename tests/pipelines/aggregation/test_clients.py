@@ -372,3 +372,47 @@ def test_no_node_of_a_released_tree_is_lost_to_greedy_or_late_faults(release_sam
     assert all(e["reason"].startswith("round 3") for e in result["errors"])
     for gpt in result["annotations"].values():
         assert gpt["summary"]["brief"].startswith("round 2")
+
+
+def test_the_answer_continues_the_reasoning_cache_exactly(tiny_models):
+    """Greedy answers with the reasoning's KV cache reused equal answers computed
+    from a fresh prefill of the same tokens."""
+    import torch
+    from xgrammar.contrib.hf import LogitsProcessor
+
+    from action100m.llm.local import HARMONY_ANALYSIS, HARMONY_END, HARMONY_FINAL
+
+    client = _tiny_client(tiny_models, temperature=0.0)
+    messages = build_messages(*_small_tree())
+    params = {"temperature": 0.0, "max_tokens": 400, "seed": 0}
+    reused = client._generate(messages, {**params, "reasoning_effort": "low"})
+
+    tok, llm = client.tokenizer, client.llm
+    ids = tok.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True,
+        reasoning_effort="low",
+    )["input_ids"]  # fmt: skip
+    ids = torch.cat([ids, client._tokens(HARMONY_ANALYSIS)], dim=1)
+    greedy = {"do_sample": False, "pad_token_id": tok.pad_token_id}
+    with torch.inference_mode():
+        ids = llm.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=8,
+            eos_token_id=tok.convert_tokens_to_ids(HARMONY_END),
+            **greedy,
+        )
+        opener = HARMONY_FINAL
+        if int(ids[0, -1]) != tok.convert_tokens_to_ids(HARMONY_END):
+            opener = HARMONY_END + HARMONY_FINAL
+        ids = torch.cat([ids, client._tokens(opener)], dim=1)
+        out = llm.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=400 - 8,
+            logits_processor=[LogitsProcessor(client.grammar)],
+            **greedy,
+        )
+    fresh = tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+    assert reused.text == fresh
+    json.loads(reused.text)
