@@ -102,6 +102,11 @@ def test_demo_run_writes_release_files_and_resumes(tmp_path, videos, model_param
     assert run.info.status == "FINISHED"
     assert run.info.run_name == "__default__@demo"
     logged, metrics = run.data.params, run.data.metrics
+    # every parameter under its own flattened key, comparable across runs
+    assert logged["captioning.plm.batch_size"] == "8"
+    assert logged["segmentation.embedder.window"] == "1"
+    assert logged["aggregation.prompt.template"] == "conf/base/prompts/stage3.yml"
+    assert "segmentation" not in logged and "captioning" not in logged
     for role in ("plm", "llama", "llm"):
         assert logged[f"model.{role}.revision"].startswith("sha256:")
     assert logged["model.plm.id"].endswith("perception_lm")

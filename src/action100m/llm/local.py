@@ -142,7 +142,7 @@ class TransformersChatClient(ChatClient):
                 )
                 ids = reasoned.sequences
                 # The answer continues from the reasoning's cache: no second prefill.
-                sampling["cache"] = reasoned.past_key_values
+                sampling["cache"] = reasoned.cache
                 reasoning = ids.shape[1] - start
                 closed = int(ids[0, -1]) == end
                 opener = HARMONY_FINAL if closed else HARMONY_END + HARMONY_FINAL
