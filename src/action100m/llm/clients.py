@@ -29,6 +29,7 @@ from action100m.openai_faults import (
     retry_delay,
 )
 from action100m.stage_model import StageModel
+from action100m.work import RUN_WORK
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class ChatClient(StageModel, ABC):
         self.backoff_s = backoff_s
         self.cache = cache or ResponseCache(None)
         self.seed = seed
+        self.work = RUN_WORK.tracked("llm")  # calls and tokens, for MLflow
 
     @abstractmethod
     async def _request(
@@ -238,6 +240,7 @@ class OpenAIChatClient(ChatClient):
             raise TransientError("answer without choices")
         choice = response.choices[0]
         usage = response.usage.model_dump() if response.usage else {}
+        self.work.add_usage(usage)
         return RawAnswer(
             choice.message.content,
             choice.finish_reason,

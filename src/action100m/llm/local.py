@@ -101,6 +101,7 @@ class TransformersChatClient(ChatClient):
         )
         text = self.tokenizer.decode(new, skip_special_tokens=True)
         usage = {"prompt_tokens": int(prompt_length), "completion_tokens": len(new)}
+        self.work.add_usage(usage)
         return RawAnswer(text, "stop" if stopped else "length", usage)
 
     async def _request(

@@ -148,3 +148,122 @@ def test_openai_backend_bounds_concurrency():
         elapsed = time.perf_counter() - start
     assert all(isinstance(r, str) for r in results)
     assert elapsed >= 0.55  # 6 requests, 2 at a time, 0.2 s each
+
+
+def _sensitive(captioner: TransformersCaptioner, seed: int = 1) -> None:
+    """Redraw the weights larger, so that the text depends on frames and prompt."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in captioner.model.parameters():
+            if parameter.dim() > 1:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
+
+
+def _node_requests(n_clips: int) -> list[CaptionRequest]:
+    requests = []
+    for s in range(n_clips):
+        frames = _frames(32, s)
+        requests += [
+            CaptionRequest(
+                frames, "the video shows people and hands", "video", f"n{s}"
+            ),
+            CaptionRequest(frames, "man cuts", "video", f"n{s}"),
+        ]
+    return requests
+
+
+def test_shared_video_prefix_equals_separate_prompts_with_half_the_prefill(
+    tiny_models,
+):
+    requests = _node_requests(3)
+    texts, work = {}, {}
+    for share in (False, True):
+        captioner = TransformersCaptioner(
+            str(tiny_models["perception_lm"]),
+            device="cpu",
+            batch_size=2,
+            max_new_tokens=6,
+            share_video_prefix=share,
+        )
+        captioner.ensure_setup()
+        _sensitive(captioner)
+        texts[share], work[share] = captioner(requests), captioner.work
+    assert all(isinstance(t, str) and t for t in texts[True])
+    assert len(set(texts[True])) > 3  # the text depends on clip and prompt
+    assert texts[True] == texts[False]  # greedy: the same text either way
+    # One vision pass per clip instead of one per prompt.
+    assert work[True].frames * 2 == work[False].frames == 6 * 32
+    assert work[True].prompt_tokens <= 0.6 * work[False].prompt_tokens
+    assert work[True].generated_tokens == work[False].generated_tokens == 6 * 6
+
+
+def test_prompts_carry_one_bos_with_a_tokenizer_that_adds_it(tiny_models):
+    for name, kind in (("perception_lm", "video"), ("mllama", "image")):
+        captioner = TransformersCaptioner(str(tiny_models[name]), device="cpu")
+        captioner.ensure_setup()
+        tokenizer = captioner.processor.tokenizer
+        bos = tokenizer.bos_token_id
+        assert tokenizer("a table")["input_ids"][0] == bos  # like Llama 3's
+        request = CaptionRequest(_frames(2), "describe", kind)
+        rendered = captioner._prompt(request)
+        assert rendered.startswith(tokenizer.bos_token)  # the template writes it
+        ids = captioner.encode([rendered], [request])["input_ids"][0].tolist()
+        assert ids[0] == bos and ids.count(bos) == 1
+
+
+class _SmallMemory(TransformersCaptioner):
+    """Fails batches of more than ``fits`` rows as a GPU out of memory would."""
+
+    fits = 2
+
+    def _generate_units(self, units):
+        import torch
+
+        self.sizes.append(len(units))
+        if len(units) > self.fits:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate")
+        return super()._generate_units(units)
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_it_small(tiny_models):
+    captioner = _SmallMemory(
+        str(tiny_models["mllama"]), device="cpu", batch_size=8, max_new_tokens=4
+    )
+    captioner.sizes = []
+    captioner.ensure_setup()
+    requests = [CaptionRequest(_frames(1, s), "describe", "image") for s in range(6)]
+    texts = captioner(requests)
+    assert all(isinstance(t, str) and t for t in texts)
+    assert captioner.sizes == [6, 3, 2, 2, 2]  # halved on failure, then kept
+    reference = TransformersCaptioner(
+        str(tiny_models["mllama"]), device="cpu", batch_size=1, max_new_tokens=4
+    )
+    reference.ensure_setup()
+    assert reference(requests) == texts
+
+
+def test_batches_hold_one_prompt_shortest_first():
+    from action100m.captioners.batching import make_units, run_batches
+
+    frames = _frames(1)
+    prompts = ["a long caption prompt", "short", "a long caption prompt", "short"]
+    requests = [
+        CaptionRequest(frames, p, "video", f"n{i // 2}") for i, p in enumerate(prompts)
+    ]
+    requests.append(CaptionRequest(frames, "image prompt", "image"))
+    seen = []
+
+    def generate(units):
+        seen.append([u.requests[0].prompt for u in units])
+        return [[r.prompt.upper() for r in u.requests] for u in units]
+
+    units = make_units(requests, share_clips=False)
+    out = run_batches(units, generate, lambda unit: 8, lambda size: None, len(requests))
+    assert out == [p.upper() for p in prompts] + ["IMAGE PROMPT"]
+    assert seen == [["image prompt"], ["short"] * 2, ["a long caption prompt"] * 2]
+    shared = make_units(requests, share_clips=True)
+    assert [len(u.requests) for u in shared] == [1, 2, 2]  # the image, two clips
+    mixed = make_units(requests, share_clips=False, by_prompt=False)
+    assert [u.requests[0].prompt for u in mixed] == prompts + ["image prompt"]
