@@ -267,3 +267,24 @@ def test_batches_hold_one_prompt_shortest_first():
     assert [len(u.requests) for u in shared] == [1, 2, 2]  # the image, two clips
     mixed = make_units(requests, share_clips=False, by_prompt=False)
     assert [u.requests[0].prompt for u in mixed] == prompts + ["image prompt"]
+
+
+def test_static_kv_cache_gives_the_dynamic_cache_greedy_text(tiny_models):
+    requests = [
+        CaptionRequest(_frames(1, s), "the image shows", "image") for s in range(3)
+    ]
+    texts = {}
+    for cache in (None, "static"):
+        captioner = TransformersCaptioner(
+            str(tiny_models["mllama"]),
+            device="cpu",
+            batch_size=4,
+            max_new_tokens=5,
+            cache_implementation=cache,
+        )
+        captioner.ensure_setup()
+        _sensitive(captioner)
+        texts[cache] = captioner(requests)
+        assert captioner.describe()["cache_implementation"] == cache
+    assert all(isinstance(t, str) and t for t in texts["static"])
+    assert texts["static"] == texts[None]
