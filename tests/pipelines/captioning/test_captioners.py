@@ -150,15 +150,19 @@ def test_openai_backend_bounds_concurrency():
     assert elapsed >= 0.55  # 6 requests, 2 at a time, 0.2 s each
 
 
-def _sensitive(captioner: TransformersCaptioner, seed: int = 1) -> None:
-    """Redraw the weights larger, so that the text depends on frames and prompt."""
+def _sensitive(folder, **settings) -> TransformersCaptioner:
+    """A tiny captioner whose weights are redrawn larger, so that its text depends
+    on frames and prompt."""
     import torch
 
-    generator = torch.Generator().manual_seed(seed)
+    captioner = TransformersCaptioner(str(folder), device="cpu", **settings)
+    captioner.ensure_setup()
+    generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for parameter in captioner.model.parameters():
             if parameter.dim() > 1:
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
+    return captioner
 
 
 def _node_requests(n_clips: int) -> list[CaptionRequest]:
@@ -180,15 +184,12 @@ def test_shared_video_prefix_equals_separate_prompts_with_half_the_prefill(
     requests = _node_requests(3)
     texts, work = {}, {}
     for share in (False, True):
-        captioner = TransformersCaptioner(
-            str(tiny_models["perception_lm"]),
-            device="cpu",
+        captioner = _sensitive(
+            tiny_models["perception_lm"],
             batch_size=2,
             max_new_tokens=6,
             share_video_prefix=share,
         )
-        captioner.ensure_setup()
-        _sensitive(captioner)
         texts[share], work[share] = captioner(requests), captioner.work
     assert all(isinstance(t, str) and t for t in texts[True])
     assert len(set(texts[True])) > 3  # the text depends on clip and prompt
@@ -275,15 +276,12 @@ def test_static_kv_cache_gives_the_dynamic_cache_greedy_text(tiny_models):
     ]
     texts = {}
     for cache in (None, "static"):
-        captioner = TransformersCaptioner(
-            str(tiny_models["mllama"]),
-            device="cpu",
+        captioner = _sensitive(
+            tiny_models["mllama"],
             batch_size=4,
             max_new_tokens=5,
             cache_implementation=cache,
         )
-        captioner.ensure_setup()
-        _sensitive(captioner)
         texts[cache] = captioner(requests)
         assert captioner.describe()["cache_implementation"] == cache
     assert all(isinstance(t, str) and t for t in texts["static"])
