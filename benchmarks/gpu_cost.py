@@ -321,7 +321,7 @@ def fastest(best: dict | None, report: dict) -> dict:
     return report
 
 
-def summarise(old: dict, new: dict, minutes: float, nodes: int) -> dict[str, Any]:
+def summarise(old: dict, new: dict, minutes: float, tree: SegmentTree) -> dict:
     """GPU-seconds per video-minute, GPU-hours per video-hour, new/old."""
     rows: dict[str, Any] = {}
     for name in ("embedder", "plm", "llama"):
@@ -329,9 +329,14 @@ def summarise(old: dict, new: dict, minutes: float, nodes: int) -> dict[str, Any
             "old_gpu_s_per_video_minute": old[name]["seconds"] / minutes,
             "new_gpu_s_per_video_minute": new[name]["seconds"] / minutes,
             "new_over_old": new[name]["seconds"] / old[name]["seconds"],
-            "old_prompt_tokens_per_node": old[name]["prompt_tokens"] / nodes,
-            "new_prompt_tokens_per_node": new[name]["prompt_tokens"] / nodes,
         }
+    for name, per, count in (
+        ("plm", "node", len(tree.nodes)),
+        ("llama", "leaf", len(tree.leaves())),
+    ):
+        for label, report in (("old", old), ("new", new)):
+            tokens = report[name]["prompt_tokens"] / count
+            rows[name][f"{label}_prompt_tokens_per_{per}"] = tokens
     stages = {
         "stage1": (old["embedder"]["seconds"], new["embedder"]["seconds"]),
         "stage2": (old["stage2_seconds"], new["stage2_seconds"]),
@@ -385,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         "leaves": len(tree.leaves()),
         "setup_s": setup_s,
         "settings": {"old": OLD, "new": new},
-        **summarise(reports["old"], reports["new"], minutes, len(tree.nodes)),
+        **summarise(reports["old"], reports["new"], minutes, tree),
         "failed_requests": {k: r["failed_requests"] for k, r in reports.items()},
         "work": {k: {m: {c: r[m][c] for c in ("calls", "frames", "prompt_tokens",
                                                "generated_tokens")}

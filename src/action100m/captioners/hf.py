@@ -263,7 +263,10 @@ class TransformersCaptioner(Captioner):
             return cap
         import torch
 
-        free, _ = torch.cuda.mem_get_info(torch.device(self.device))
+        device = torch.device(self.device)
+        free, _ = torch.cuda.mem_get_info(device)
+        # Memory the allocator holds but no tensor uses is free for this batch.
+        free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
         text = self.model.config.get_text_config()
         heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
         head_dim = getattr(text, "head_dim", None) or (
