@@ -25,7 +25,32 @@ from action100m.captioners.batching import Unit, make_units, run_batches
 from action100m.stage_model import resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
-MEMORY_HEADROOM = 0.6  # share of free GPU memory a batch may plan to use
+MEMORY_HEADROOM = 0.7  # share of free GPU memory a batch may plan to use
+
+
+def rows_that_fit(
+    free: int,
+    text,
+    element: int,
+    prompt_tokens: int,
+    shared: bool,
+    max_new_tokens: int,
+    cap: int,
+) -> int:
+    """Batch rows that fit in ``MEMORY_HEADROOM`` of ``free`` bytes (1 to ``cap``).
+
+    A row's peak is its KV cache (the prompt, held twice while a question continues
+    from a copy of a shared prefix, plus a full answer) and its widest prefill
+    activation (the MLP's), for the language model of config ``text``.
+    """
+    heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
+    head_dim = getattr(text, "head_dim", None) or (
+        text.hidden_size // text.num_attention_heads
+    )
+    kv_per_token = 2 * text.num_hidden_layers * heads * head_dim * element
+    held = prompt_tokens * (2 if shared else 1) + max_new_tokens
+    per_row = kv_per_token * held + prompt_tokens * text.intermediate_size * element * 2
+    return max(1, min(cap, int(free * MEMORY_HEADROOM // per_row)))
 
 
 class TransformersCaptioner(Captioner):
@@ -267,20 +292,15 @@ class TransformersCaptioner(Captioner):
         free, _ = torch.cuda.mem_get_info(device)
         # Memory the allocator holds but no tensor uses is free for this batch.
         free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-        text = self.model.config.get_text_config()
-        heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
-        head_dim = getattr(text, "head_dim", None) or (
-            text.hidden_size // text.num_attention_heads
+        return rows_that_fit(
+            free,
+            self.model.config.get_text_config(),
+            torch.finfo(self._torch_dtype).bits // 8,
+            self._tokens_per_unit,
+            len(unit.requests) > 1,
+            self.max_new_tokens,
+            cap,
         )
-        element = torch.finfo(self._torch_dtype).bits // 8
-        kv_per_token = 2 * text.num_hidden_layers * heads * head_dim * element
-        copies = len(unit.requests) if self.share_video_prefix else 1
-        tokens = self._tokens_per_unit + self.max_new_tokens
-        # KV caches plus the prefill's widest activations, per batch row.
-        per_row = kv_per_token * tokens * (copies + 1) + (
-            self._tokens_per_unit * text.intermediate_size * element * 4
-        )
-        return max(1, min(cap, int(free * MEMORY_HEADROOM // per_row)))
 
     def _out_of_memory(self, size: int) -> None:
         import torch

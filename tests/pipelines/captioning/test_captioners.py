@@ -165,10 +165,10 @@ def _sensitive(folder, **settings) -> TransformersCaptioner:
     return captioner
 
 
-def _node_requests(n_clips: int) -> list[CaptionRequest]:
+def _node_requests(frame_counts: tuple[int, ...]) -> list[CaptionRequest]:
     requests = []
-    for s in range(n_clips):
-        frames = _frames(32, s)
+    for s, count in enumerate(frame_counts):
+        frames = _frames(count, s)
         requests += [
             CaptionRequest(
                 frames, "the video shows people and hands", "video", f"n{s}"
@@ -181,7 +181,8 @@ def _node_requests(n_clips: int) -> list[CaptionRequest]:
 def test_shared_video_prefix_equals_separate_prompts_with_half_the_prefill(
     tiny_models,
 ):
-    requests = _node_requests(3)
+    # Clips of unequal length: the shorter video prefixes are left-padded.
+    requests = _node_requests((32, 8, 16))
     texts, work = {}, {}
     for share in (False, True):
         captioner = _sensitive(
@@ -195,7 +196,7 @@ def test_shared_video_prefix_equals_separate_prompts_with_half_the_prefill(
     assert len(set(texts[True])) > 3  # the text depends on clip and prompt
     assert texts[True] == texts[False]  # greedy: the same text either way
     # One vision pass per clip instead of one per prompt.
-    assert work[True].frames * 2 == work[False].frames == 6 * 32
+    assert work[True].frames * 2 == work[False].frames == 2 * (32 + 8 + 16)
     assert work[True].prompt_tokens <= 0.6 * work[False].prompt_tokens
     assert work[True].generated_tokens == work[False].generated_tokens == 6 * 6
 
@@ -286,3 +287,29 @@ def test_static_kv_cache_gives_the_dynamic_cache_greedy_text(tiny_models):
         assert captioner.describe()["cache_implementation"] == cache
     assert all(isinstance(t, str) and t for t in texts["static"])
     assert texts["static"] == texts[None]
+
+
+def test_rows_that_fit_follow_free_memory_for_the_real_configs():
+    from transformers import LlamaConfig
+
+    from action100m.captioners.hf import rows_that_fit
+
+    # PerceptionLM-3B's language model: 28 layers, 8 KV heads of 128, MLP 8192.
+    plm = LlamaConfig(
+        hidden_size=3072,
+        num_hidden_layers=28,
+        num_attention_heads=24,
+        num_key_value_heads=8,
+        intermediate_size=8192,
+    )
+    node = {"element": 2, "prompt_tokens": 8230, "max_new_tokens": 1024, "cap": 16}
+    # Per row: 112 KiB of KV per token x (2 x 8,230 + 1,024) + 270 MB of MLP.
+    per_row = 114_688 * (2 * 8230 + 1024) + 8230 * 8192 * 2 * 2
+    assert rows_that_fit(48 * 2**30, plm, shared=True, **node) == int(
+        0.7 * 48 * 2**30 // per_row
+    )
+    assert rows_that_fit(48 * 2**30, plm, shared=True, **node) == 15
+    assert rows_that_fit(48 * 2**30, plm, shared=False, **node) == 16  # the cap
+    assert rows_that_fit(2 * 2**30, plm, shared=True, **node) == 1  # never 0
+    more = rows_that_fit(80 * 2**30, plm, shared=True, **node)
+    assert more == 16 and rows_that_fit(24 * 2**30, plm, shared=True, **node) == 7
