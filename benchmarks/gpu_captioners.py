@@ -31,6 +31,18 @@ from action100m.tiny_models import (
     build_tiny_perception_lm,
 )
 
+# PerceptionLM-3B's language model (facebook/Perception-LM-3B config.json).
+PLM_TEXT = dict(
+    vocab_size=128256,
+    hidden_size=3072,
+    num_hidden_layers=28,
+    num_attention_heads=24,
+    num_key_value_heads=8,
+    intermediate_size=8192,
+    max_position_embeddings=131072,
+    rope_theta=500000.0,
+    tie_word_embeddings=True,
+)
 NODES_PER_MINUTE = 84.3  # the release sample
 LEAVES_PER_MINUTE = 42.3
 
@@ -56,18 +68,7 @@ def plm_parts():
         pooling_ratio=2,
         chat_template=_CHAT_TEMPLATE,
     )
-    text = dict(
-        model_type="llama",
-        vocab_size=128256,
-        hidden_size=3072,
-        num_hidden_layers=28,
-        num_attention_heads=24,
-        num_key_value_heads=8,
-        intermediate_size=8192,
-        max_position_embeddings=131072,
-        rope_theta=500000.0,
-        tie_word_embeddings=True,
-    )
+    text = dict(model_type="llama", **PLM_TEXT)
     vision = dict(embed_dim=1024, depth=23, num_heads=16)
     patches = tile // 14
     config = PerceptionLMConfig(

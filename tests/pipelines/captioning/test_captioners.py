@@ -293,15 +293,10 @@ def test_rows_that_fit_follow_free_memory_for_the_real_configs():
     from transformers import LlamaConfig
 
     from action100m.captioners.hf import rows_that_fit
+    from benchmarks.gpu_captioners import PLM_TEXT
 
     # PerceptionLM-3B's language model: 28 layers, 8 KV heads of 128, MLP 8192.
-    plm = LlamaConfig(
-        hidden_size=3072,
-        num_hidden_layers=28,
-        num_attention_heads=24,
-        num_key_value_heads=8,
-        intermediate_size=8192,
-    )
+    plm = LlamaConfig(**PLM_TEXT)
     node = {"element": 2, "prompt_tokens": 8230, "max_new_tokens": 1024, "cap": 16}
     # Per row: 112 KiB of KV per token x (2 x 8,230 + 1,024) + 270 MB of MLP.
     per_row = 114_688 * (2 * 8230 + 1024) + 8230 * 8192 * 2 * 2
