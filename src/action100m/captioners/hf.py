@@ -262,13 +262,15 @@ class TransformersCaptioner(Captioner):
             suffix_tokens = int(suffix["attention_mask"].sum())
             self._tokens_per_unit = int(full_mask.sum()) // len(units)
             self.work.add(calls=1, prompt_tokens=suffix_tokens)
+            settings = self._settings([u.requests[p] for u in units])
+            settings.pop("cache_implementation", None)  # the prefix's cache is given
             torch.manual_seed(self.seed)
             with torch.inference_mode():
                 output = self.model.generate(
                     input_ids=full_ids,
                     attention_mask=full_mask,
                     cache=branch,
-                    **self._settings([u.requests[p] for u in units]),
+                    **settings,
                 )
             for row, text in enumerate(self._decode(output, full_ids.shape[1])):
                 answers[row].append(text)
