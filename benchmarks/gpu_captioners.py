@@ -5,7 +5,8 @@ GPU (no download), wraps them in the project's ``TransformersCaptioner`` and
 measures generated tokens/s at fixed lengths (the release's mean caption lengths:
 about 90 tokens for PLM captions, 210 for Llama captions; 8 for PLM action
 labels), batched vs one node at a time. Then projects GPU-seconds per minute of
-video (about 75 nodes per minute, half of them leaves).
+video (84.3 nodes and 42.3 leaves per minute, as in the release sample). Any
+failed request fails the run. ``gpu_cost.py`` measures the pipeline end to end.
 
 Needs torch, transformers, timm and numpy (no Kedro):
 
@@ -30,8 +31,20 @@ from action100m.tiny_models import (
     build_tiny_perception_lm,
 )
 
-NODES_PER_MINUTE = 75
-LEAVES_PER_MINUTE = 38
+# PerceptionLM-3B's language model (facebook/Perception-LM-3B config.json).
+PLM_TEXT = dict(
+    vocab_size=128256,
+    hidden_size=3072,
+    num_hidden_layers=28,
+    num_attention_heads=24,
+    num_key_value_heads=8,
+    intermediate_size=8192,
+    max_position_embeddings=131072,
+    rope_theta=500000.0,
+    tie_word_embeddings=True,
+)
+NODES_PER_MINUTE = 84.3  # the release sample
+LEAVES_PER_MINUTE = 42.3
 
 
 def plm_parts():
@@ -55,18 +68,7 @@ def plm_parts():
         pooling_ratio=2,
         chat_template=_CHAT_TEMPLATE,
     )
-    text = dict(
-        model_type="llama",
-        vocab_size=128256,
-        hidden_size=3072,
-        num_hidden_layers=28,
-        num_attention_heads=24,
-        num_key_value_heads=8,
-        intermediate_size=8192,
-        max_position_embeddings=131072,
-        rope_theta=500000.0,
-        tie_word_embeddings=True,
-    )
+    text = dict(model_type="llama", **PLM_TEXT)
     vision = dict(embed_dim=1024, depth=23, num_heads=16)
     patches = tile // 14
     config = PerceptionLMConfig(
@@ -153,10 +155,8 @@ def captioner_for(parts, device: str, dtype) -> TransformersCaptioner:
     start = time.perf_counter()
     with torch.device(device):
         model = model_class(config).to(dtype).eval()
-    processor.tokenizer.padding_side = "left"
     captioner = TransformersCaptioner("random-weights", device=device)
-    captioner.model, captioner.processor = model, processor
-    captioner._torch_dtype, captioner._ready = dtype, True
+    captioner.attach(model, processor, dtype)
     captioner.build_s = time.perf_counter() - start
     return captioner
 
@@ -175,6 +175,8 @@ def measure(captioner, requests, tokens: int, batch: int, device: str) -> dict:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     failed = sum(not isinstance(t, str) for t in texts)
+    if failed:  # a throughput of failed requests means nothing
+        raise RuntimeError(f"{failed} of {len(requests)} requests failed: {texts}")
     row = {
         "batch": batch,
         "requests": len(requests),
@@ -266,6 +268,8 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as handle:
             handle.write(text)
+    if "plm_error" in report or "llama_error" in report:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -118,6 +118,13 @@ def test_demo_run_writes_release_files_and_resumes(tmp_path, videos, model_param
     for rate in ("videos_per_s", "nodes_per_s", "llm_requests_per_s"):
         assert metrics[rate] > 0
     assert metrics["video_hours_per_wall_hour"] > 0
+    # What each model did, and per video-hour (a CPU run counts too).
+    for role in ("embedder", "plm", "llama", "llm"):
+        assert metrics[f"work.{role}.calls"] > 0
+        assert metrics[f"work.{role}.calls_per_video_hour"] > 0
+    for role in ("plm", "llama", "llm"):
+        assert metrics[f"work.{role}.prompt_tokens"] > 0
+        assert metrics[f"work.{role}.generated_tokens"] > 0
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"run_summary.json", "errors.jsonl", "timelines"} <= artifacts
     timelines = client.list_artifacts(run.info.run_id, "timelines")
@@ -128,6 +135,8 @@ def test_demo_run_writes_release_files_and_resumes(tmp_path, videos, model_param
     assert metrics["quality_metrics.llm_first_attempt_valid_rate"] == 1.0
     summary = json.loads((out / "run_summary.json").read_text())
     assert summary["metrics"]["videos"] == 3
+    # One vision pass of 32 frames per node: caption and action share it.
+    assert metrics["work.plm.frames"] == 32 * summary["metrics"]["nodes"]
 
     # A rerun resumes: finished partitions are neither recomputed nor rewritten.
     partitions = sorted((out / "intermediate").rglob("*.npz")) + sorted(

@@ -35,6 +35,8 @@ class TreeParams(_Params):
 
 class SegmentationParams(_Params):
     frame_stride: int = Field(4, ge=1)
+    # Batches decoded (and preprocessed) ahead of the model, each in a thread.
+    prefetch: int = Field(2, ge=0)
     embedder: EmbedderParams = Field(default_factory=EmbedderParams)
     tree: TreeParams = Field(default_factory=TreeParams)
 
@@ -51,6 +53,10 @@ class CaptionerParams(_Params):
     temperature: float = Field(0.0, ge=0)
     seed: int = 0
     num_gpus: float = Field(1.0, ge=0)  # per Ray worker (executor.kind: ray)
+    # transformers backend: None (dynamic KV cache) or a static, compiled one
+    cache_implementation: Literal["static"] | None = None
+    # Batch equal prompts together, shortest first (false: arrival order).
+    batch_by_prompt: bool = True
     # openai backend
     base_url: str = "http://localhost:8000/v1"
     api_key_env: str = "OPENAI_API_KEY"
@@ -63,6 +69,10 @@ class PLMParams(CaptionerParams):
     model_id: str = "facebook/Perception-LM-3B"
     num_frames: int = Field(32, ge=1)
     frame_size: int = Field(320, ge=16)
+    # Square frames without stretching: letterbox (pad) or centre-crop.
+    frame_aspect: Literal["pad", "crop"] = "pad"
+    # One vision pass and prefill per node for the caption and action prompts.
+    share_video_prefix: bool = True
     caption_prompt: str
     action_prompt: str
 

@@ -76,13 +76,21 @@ _SPECIAL = (
 
 
 def _tiny_tokenizer(with_video: bool):
-    """A word-level fast tokenizer with Llama-3-style special tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    """A word-level fast tokenizer with Llama-3-style special tokens.
+
+    Like the real Llama 3 tokenizers, it puts ``<|begin_of_text|>`` in front of
+    every text it encodes with ``add_special_tokens`` (the default).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     vocab = {token: i for i, token in enumerate(_SPECIAL + tuple(TINY_WORDS))}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    bos = "<|begin_of_text|>"
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, 0)]
+    )
     backend.decoder = decoders.WordPiece(prefix="##")
     extra = {"image_token": "<|image|>"}
     if with_video:

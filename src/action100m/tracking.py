@@ -19,6 +19,8 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
+from action100m.work import RUN_WORK
+
 logger = logging.getLogger(__name__)
 # Datasets logged as MLflow artifacts once the run ends (name -> artifact folder).
 ARTIFACTS = {"run_summary": None, "errors_table": None, "timeline_images": "timelines"}
@@ -151,6 +153,7 @@ class RunTrackingHook:
                 continue
         self.wall.clear()
         self.cpu.clear()
+        RUN_WORK.reset()
         self._catalog = catalog
         self._saved.clear()
         tags = {f"version.{p}": _version(p) for p in PACKAGES}
@@ -258,6 +261,7 @@ class RunTrackingHook:
                     metrics[f"{key}_per_s"] = (
                         self.run_counts[key] / metrics["total.wall_s"]
                     )
+        metrics.update(RUN_WORK.metrics(video_hours))  # work.<role>.<counter>
         if self.run_counts.get("llm_requests") and self.wall.get("aggregation"):
             metrics["llm_requests_per_s"] = (
                 self.run_counts["llm_requests"] / self.wall["aggregation"]

@@ -45,4 +45,7 @@ def make_captioner(params: CaptionerParams) -> Captioner:
         do_sample=params.do_sample,
         temperature=params.temperature,
         seed=params.seed,
+        share_video_prefix=getattr(params, "share_video_prefix", False),
+        cache_implementation=params.cache_implementation,
+        batch_by_prompt=params.batch_by_prompt,
     )

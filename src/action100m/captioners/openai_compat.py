@@ -114,6 +114,9 @@ class OpenAICaptioner(Captioner):
                     return CaptionFailure(str(fault))
                 last, retry_after = str(fault), fault.retry_after
             else:
+                usage = response.usage.model_dump() if response.usage else {}
+                self.work.add_usage(usage)
+                self.work.add(frames=len(request.frames))
                 text = (response.choices[0].message.content or "").strip()
                 if text:
                     return text

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from action100m.stage_model import StageModel
+from action100m.work import WorkCounter
 
 
 class Embedder(StageModel, ABC):
@@ -15,13 +16,18 @@ class Embedder(StageModel, ABC):
 
     A window holds ``window`` consecutive sampled frames and windows start every
     ``window_stride`` frames; a per-frame embedder uses ``window = 1``. ``setup()``
-    loads weights once; ``__call__`` embeds a batch of windows.
+    loads weights once; ``__call__`` embeds a batch of windows and adds to
+    ``work`` (calls, frames, input tokens).
     """
 
     window: int = 1
     window_stride: int = 1
     #: Decode frames with this shorter side (None: native size).
     short_side: int | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.work = WorkCounter()
 
     @abstractmethod
     def preprocess(self, frames: np.ndarray) -> Any:

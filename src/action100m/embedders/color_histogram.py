@@ -97,7 +97,9 @@ class ColorHistogramEmbedder(Embedder):
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         # The descriptor is per frame: a window of w frames gives w time steps.
-        return np.asarray(batch, dtype=np.float32)
+        batch = np.asarray(batch, dtype=np.float32)
+        self.work.add(calls=1, frames=batch.shape[0] * batch.shape[1])
+        return batch
 
     def describe(self) -> dict[str, Any]:
         return {

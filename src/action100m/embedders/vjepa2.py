@@ -90,6 +90,11 @@ class VJEPA2Embedder(Embedder):
             hidden = tokens.last_hidden_state
             pooled = hidden.reshape(hidden.shape[0], steps, -1, hidden.shape[-1])
             pooled = pooled.float().mean(dim=2)
+        self.work.add(
+            calls=1,
+            frames=batch.shape[0] * batch.shape[1],
+            prompt_tokens=hidden.shape[0] * hidden.shape[1],
+        )
         return pooled.cpu().numpy()
 
     def describe(self) -> dict[str, Any]:

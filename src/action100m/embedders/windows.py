@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -57,8 +58,9 @@ class _Accumulator:
 
 def embed_frame_stream(
     embedder: Embedder,
-    batches: Iterable[tuple[np.ndarray, np.ndarray]],
+    batches: Iterable[tuple[np.ndarray, Any]],
     batch_size: int = 4,
+    preprocessed: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embed a stream of sampled frames with overlapping windows.
 
@@ -71,6 +73,8 @@ def embed_frame_stream(
         batches: ``(times, frames)`` batches from
             :func:`~action100m.video.sample_frames`.
         batch_size: Windows per embedder call.
+        preprocessed: The batches hold ``embedder.preprocess`` output already
+            (e.g. done ahead in another thread), not decoded frames.
 
     Returns:
         ``(times, embeddings)``: float64 ``(N,)`` and float32 ``(N, D)``.
@@ -100,7 +104,7 @@ def embed_frame_stream(
 
     for batch_times, frames in batches:
         times.append(np.asarray(batch_times, dtype=np.float64))
-        held.extend(embedder.preprocess(frames))
+        held.extend(frames if preprocessed else embedder.preprocess(frames))
         n_known = offset + len(held)
         while next_start + window <= n_known:
             pending.append(next_start)

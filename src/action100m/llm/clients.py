@@ -28,6 +28,7 @@ from action100m.openai_faults import (
     retry_delay,
 )
 from action100m.stage_model import StageModel
+from action100m.work import RUN_WORK
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ class ChatClient(StageModel, ABC):
         self.seed = seed
         self.retry_temperatures = tuple(retry_temperatures)
         self.max_tokens_limit = max_tokens_limit or max_tokens
+        self.work = RUN_WORK.tracked("llm")  # calls and tokens, for MLflow
 
     @abstractmethod
     async def _request(
@@ -278,6 +280,7 @@ class OpenAIChatClient(ChatClient):
             raise TransientError("answer without choices")
         choice = response.choices[0]
         usage = response.usage.model_dump() if response.usage else {}
+        self.work.add_usage(usage)
         return RawAnswer(
             choice.message.content,
             choice.finish_reason,

@@ -148,3 +148,163 @@ def test_openai_backend_bounds_concurrency():
         elapsed = time.perf_counter() - start
     assert all(isinstance(r, str) for r in results)
     assert elapsed >= 0.55  # 6 requests, 2 at a time, 0.2 s each
+
+
+def _sensitive(folder, **settings) -> TransformersCaptioner:
+    """A tiny captioner whose weights are redrawn larger, so that its text depends
+    on frames and prompt."""
+    import torch
+
+    captioner = TransformersCaptioner(str(folder), device="cpu", **settings)
+    captioner.ensure_setup()
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for parameter in captioner.model.parameters():
+            if parameter.dim() > 1:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
+    return captioner
+
+
+def _node_requests(frame_counts: tuple[int, ...]) -> list[CaptionRequest]:
+    requests = []
+    for s, count in enumerate(frame_counts):
+        frames = _frames(count, s)
+        requests += [
+            CaptionRequest(
+                frames, "the video shows people and hands", "video", f"n{s}"
+            ),
+            CaptionRequest(frames, "man cuts", "video", f"n{s}"),
+        ]
+    return requests
+
+
+def test_shared_video_prefix_equals_separate_prompts_with_half_the_prefill(
+    tiny_models,
+):
+    # Clips of unequal length: the shorter video prefixes are left-padded.
+    requests = _node_requests((32, 8, 16))
+    texts, work = {}, {}
+    for share in (False, True):
+        captioner = _sensitive(
+            tiny_models["perception_lm"],
+            batch_size=2,
+            max_new_tokens=6,
+            share_video_prefix=share,
+        )
+        texts[share], work[share] = captioner(requests), captioner.work
+    assert all(isinstance(t, str) and t for t in texts[True])
+    assert len(set(texts[True])) > 3  # the text depends on clip and prompt
+    assert texts[True] == texts[False]  # greedy: the same text either way
+    # One vision pass per clip instead of one per prompt.
+    assert work[True].frames * 2 == work[False].frames == 2 * (32 + 8 + 16)
+    assert work[True].prompt_tokens <= 0.6 * work[False].prompt_tokens
+    assert work[True].generated_tokens == work[False].generated_tokens == 6 * 6
+
+
+def test_prompts_carry_one_bos_with_a_tokenizer_that_adds_it(tiny_models):
+    for name, kind in (("perception_lm", "video"), ("mllama", "image")):
+        captioner = TransformersCaptioner(str(tiny_models[name]), device="cpu")
+        captioner.ensure_setup()
+        tokenizer = captioner.processor.tokenizer
+        bos = tokenizer.bos_token_id
+        assert tokenizer("a table")["input_ids"][0] == bos  # like Llama 3's
+        request = CaptionRequest(_frames(2), "describe", kind)
+        rendered = captioner._prompt(request)
+        assert rendered.startswith(tokenizer.bos_token)  # the template writes it
+        ids = captioner.encode([rendered], [request])["input_ids"][0].tolist()
+        assert ids[0] == bos and ids.count(bos) == 1
+
+
+class _SmallMemory(TransformersCaptioner):
+    """Fails batches of more than ``fits`` rows as a GPU out of memory would."""
+
+    fits = 2
+
+    def _generate_units(self, units):
+        import torch
+
+        self.sizes.append(len(units))
+        if len(units) > self.fits:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate")
+        return super()._generate_units(units)
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_it_small(tiny_models):
+    captioner = _SmallMemory(
+        str(tiny_models["mllama"]), device="cpu", batch_size=8, max_new_tokens=4
+    )
+    captioner.sizes = []
+    captioner.ensure_setup()
+    requests = [CaptionRequest(_frames(1, s), "describe", "image") for s in range(6)]
+    texts = captioner(requests)
+    assert all(isinstance(t, str) and t for t in texts)
+    assert captioner.sizes == [6, 3, 2, 2, 2]  # halved on failure, then kept
+    reference = TransformersCaptioner(
+        str(tiny_models["mllama"]), device="cpu", batch_size=1, max_new_tokens=4
+    )
+    reference.ensure_setup()
+    assert reference(requests) == texts
+
+
+def test_batches_hold_one_prompt_shortest_first():
+    from action100m.captioners.batching import make_units, run_batches
+
+    frames = _frames(1)
+    prompts = ["a long caption prompt", "short", "a long caption prompt", "short"]
+    requests = [
+        CaptionRequest(frames, p, "video", f"n{i // 2}") for i, p in enumerate(prompts)
+    ]
+    requests.append(CaptionRequest(frames, "image prompt", "image"))
+    seen = []
+
+    def generate(units):
+        seen.append([u.requests[0].prompt for u in units])
+        return [[r.prompt.upper() for r in u.requests] for u in units]
+
+    units = make_units(requests, share_clips=False)
+    out = run_batches(units, generate, lambda unit: 8, lambda size: None, len(requests))
+    assert out == [p.upper() for p in prompts] + ["IMAGE PROMPT"]
+    assert seen == [["image prompt"], ["short"] * 2, ["a long caption prompt"] * 2]
+    shared = make_units(requests, share_clips=True)
+    assert [len(u.requests) for u in shared] == [1, 2, 2]  # the image, two clips
+    mixed = make_units(requests, share_clips=False, by_prompt=False)
+    assert [u.requests[0].prompt for u in mixed] == prompts + ["image prompt"]
+
+
+def test_static_kv_cache_gives_the_dynamic_cache_greedy_text(tiny_models):
+    requests = [
+        CaptionRequest(_frames(1, s), "the image shows", "image") for s in range(3)
+    ]
+    texts = {}
+    for cache in (None, "static"):
+        captioner = _sensitive(
+            tiny_models["mllama"],
+            batch_size=4,
+            max_new_tokens=5,
+            cache_implementation=cache,
+        )
+        texts[cache] = captioner(requests)
+        assert captioner.describe()["cache_implementation"] == cache
+    assert all(isinstance(t, str) and t for t in texts["static"])
+    assert texts["static"] == texts[None]
+
+
+def test_rows_that_fit_follow_free_memory_for_the_real_configs():
+    from transformers import LlamaConfig
+
+    from action100m.captioners.hf import rows_that_fit
+    from benchmarks.gpu_captioners import PLM_TEXT
+
+    # PerceptionLM-3B's language model: 28 layers, 8 KV heads of 128, MLP 8192.
+    plm = LlamaConfig(**PLM_TEXT)
+    node = {"element": 2, "prompt_tokens": 8230, "max_new_tokens": 1024, "cap": 16}
+    # Per row: 112 KiB of KV per token x (2 x 8,230 + 1,024) + 270 MB of MLP.
+    per_row = 114_688 * (2 * 8230 + 1024) + 8230 * 8192 * 2 * 2
+    assert rows_that_fit(48 * 2**30, plm, shared=True, **node) == int(
+        0.7 * 48 * 2**30 // per_row
+    )
+    assert rows_that_fit(48 * 2**30, plm, shared=True, **node) == 15
+    assert rows_that_fit(48 * 2**30, plm, shared=False, **node) == 16  # the cap
+    assert rows_that_fit(2 * 2**30, plm, shared=True, **node) == 1  # never 0
+    more = rows_that_fit(80 * 2**30, plm, shared=True, **node)
+    assert more == 16 and rows_that_fit(24 * 2**30, plm, shared=True, **node) == 7

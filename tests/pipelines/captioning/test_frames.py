@@ -8,7 +8,11 @@ import pytest
 
 import action100m.video as video_module
 from action100m.params import CaptioningParams
-from action100m.pipelines.captioning.nodes import frame_requests, node_frame_times
+from action100m.pipelines.captioning.nodes import (
+    frame_requests,
+    node_frame_times,
+    square_frame,
+)
 from action100m.tree import Node, SegmentTree, make_node_id
 from action100m.video import FrameRequest, VideoSource, frames_at_times
 
@@ -88,13 +92,15 @@ def test_frames_are_the_nearest_decoded_frames_in_one_pass(counting_video, monke
         }
     )
     tree = _tree()
-    requests = frame_requests(tree, params)
+    video = {"width": BITS * STRIPE, "height": 48}
+    requests = frame_requests(tree, params, video)
     got = dict(frames_at_times(VideoSource("counting", str(counting_video)), requests))
     assert len(calls) == 1  # one decoding pass for every node of the video
     assert len(got) == len(tree.nodes) + len(tree.leaves())
     for node in tree.nodes:
         frames = got[("plm", node.node_id)]
-        assert len(frames) == 32 and frames[0].shape == (64, 64, 3)
+        # Decoded at about the letterbox's size (160x48 -> 64x20), aspect kept.
+        assert len(frames) == 32 and frames[0].shape == (20, 64, 3)
         indices = [_decode(f) for f in frames]
         expected = [_nearest_index(t) for t in node_frame_times(node, 32)]
         assert indices == expected
@@ -121,3 +127,27 @@ def test_requests_are_released_as_soon_as_complete(counting_video):
         "end"
     ]
     assert _decode(last) == 249
+
+
+@pytest.mark.parametrize("aspect", ["pad", "crop"])
+def test_square_frames_keep_the_aspect_ratio(aspect):
+    # A 160x48 frame: a white disc on black, and the frame's index in stripes.
+    frame = _encode(613)
+    rows, cols = np.mgrid[:48, :160]
+    disc = (rows - 24) ** 2 + (cols - 80) ** 2 <= 20**2
+    frame = frame.copy()
+    frame[disc] = [255, 0, 0]
+    square = square_frame(frame, 64, aspect)
+    assert square.shape == (64, 64, 3) and square.dtype == np.uint8
+    red = (square[..., 0] > 200) & (square[..., 1] < 60) & (square[..., 2] < 60)
+    ys, xs = np.nonzero(red)
+    height, width = np.ptp(ys) + 1, np.ptp(xs) + 1
+    assert abs(height - width) <= 2  # the disc stays round: nothing stretched
+    if aspect == "pad":
+        # 160x48 fits as 64x19 (rounded), centred between black bars.
+        assert not square[:22].any() and not square[-22:].any()
+        assert square[22:41].any()
+        assert abs(height - 41 * 64 / 160) <= 2
+    else:
+        # Height 48 -> 64: the disc grows by 4/3; the middle 64 columns are kept.
+        assert abs(height - 41 * 64 / 48) <= 2

@@ -3,7 +3,8 @@
 PerceptionLM captions every node from 32 evenly spaced frames (plus a short
 action label); Llama-3.2-Vision captions the middle frame of every leaf. All the
 frames of a video come from one streaming decode pass, and a node is captioned as
-soon as its frames are decoded.
+soon as its frames are decoded. PerceptionLM's frames are made square without
+stretching (letterboxed or centre-cropped, ``frame_aspect``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import logging
 from collections.abc import Callable
 from functools import partial
 from typing import Any
+
+import numpy as np
+from PIL import Image
 
 from action100m.captioners import (
     Captioner,
@@ -25,6 +29,7 @@ from action100m.executor import map_videos
 from action100m.params import CaptioningParams, ExecutorParams
 from action100m.tree import Node, SegmentTree
 from action100m.video import FrameRequest, VideoSource, frames_at_times
+from action100m.work import collecting_work
 
 logger = logging.getLogger(__name__)
 STAGE = "captioning"
@@ -42,12 +47,48 @@ def middle_time(node: Node) -> tuple[float]:
     return ((node.start + node.end) / 2.0,)
 
 
-def frame_requests(tree: SegmentTree, params: CaptioningParams) -> list[FrameRequest]:
-    """PLM clips for every node, Llama mid-frames for every leaf."""
-    size = (params.plm.frame_size, params.plm.frame_size)
+def square_frame(frame: np.ndarray, size: int, aspect: str) -> np.ndarray:
+    """A ``size x size`` frame with the aspect ratio kept.
+
+    Args:
+        frame: uint8 ``(H, W, 3)``.
+        size: The side of the square.
+        aspect: ``pad`` (fit inside, black bars centred) or ``crop`` (fill,
+            centre cut).
+    """
+    height, width = frame.shape[:2]
+    fit = max if aspect == "pad" else min
+    scale = size / fit(height, width)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    if (new_w, new_h) != (width, height):
+        resized = Image.fromarray(frame).resize((new_w, new_h), Image.BICUBIC)
+        frame = np.asarray(resized)
+    if aspect == "crop":
+        top, left = (new_h - size) // 2, (new_w - size) // 2
+        return np.ascontiguousarray(frame[top : top + size, left : left + size])
+    out = np.zeros((size, size, 3), dtype=np.uint8)
+    top, left = (size - new_h) // 2, (size - new_w) // 2
+    out[top : top + new_h, left : left + new_w] = frame
+    return out
+
+
+def frame_requests(
+    tree: SegmentTree, params: CaptioningParams, video: dict[str, Any] | None = None
+) -> list[FrameRequest]:
+    """PLM clips for every node, Llama mid-frames for every leaf.
+
+    PLM frames are decoded at about the size :func:`square_frame` needs (from the
+    manifest's ``width`` and ``height`` when known), keeping the aspect ratio.
+    """
+    side = params.plm.frame_size
+    width, height = (video or {}).get("width"), (video or {}).get("height")
+    if params.plm.frame_aspect == "pad" and width and height:
+        side = max(2, round(side * min(width, height) / max(width, height)))
     requests = [
         FrameRequest(
-            ("plm", n.node_id), node_frame_times(n, params.plm.num_frames), size
+            ("plm", n.node_id),
+            node_frame_times(n, params.plm.num_frames),
+            short_side=side,
         )
         for n in tree.nodes
     ]
@@ -72,6 +113,9 @@ class _VideoCaptions:
         self.pending: dict[str, list[tuple[str, list]]] = {"plm": [], "llama": []}
 
     def add(self, kind: str, node_id: str, frames: list) -> None:
+        if kind == "plm":
+            size, aspect = self.params.plm.frame_size, self.params.plm.frame_aspect
+            frames = [square_frame(f, size, aspect) for f in frames]
         self.pending[kind].append((node_id, frames))
         batch_size = (
             self.params.plm if kind == "plm" else self.params.llama
@@ -97,7 +141,7 @@ class _VideoCaptions:
                 ("plm_action", self.params.plm.action_prompt),
             )
             requests = [
-                (node_id, field, CaptionRequest(frames, prompt, "video"))
+                (node_id, field, CaptionRequest(frames, prompt, "video", node_id))
                 for node_id, frames in items
                 for field, prompt in prompts
             ]
@@ -139,7 +183,9 @@ def caption_video(
     result = _VideoCaptions(tree, plm, llama, params)
     source = VideoSource(video["video_uid"], video["path"])
     for (kind, node_id), frames in frames_at_times(
-        source, frame_requests(tree, params), expected_duration=video["duration"]
+        source,
+        frame_requests(tree, params, video),
+        expected_duration=video["duration"],
     ):
         result.add(kind, node_id, frames)
     result.flush("plm")
@@ -155,6 +201,7 @@ def caption_video(
         "captions": result.fields,
         "errors": result.errors,
         "models": {"plm": plm.describe(), "llama": llama.describe()},
+        "work": {"plm": plm.work.take(), "llama": llama.work.take()},
     }
 
 
@@ -202,9 +249,10 @@ def caption_trees(
         return data if isinstance(data, VideoFailure) else (data, video)
 
     payloads = {v["video_uid"]: (lambda v=v: payload(v)) for v in video_manifest}
-    return map_videos(
+    results = map_videos(
         payloads,
         partial(CaptioningWorker, params),
         executor,
         {"num_gpus": params.plm.num_gpus},
     )
+    return collecting_work(results, video_manifest)

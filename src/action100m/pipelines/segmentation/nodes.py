@@ -17,8 +17,10 @@ from action100m.embedders import Embedder, embed_frame_stream, make_embedder
 from action100m.errors import VideoError, VideoFailure, record_failure
 from action100m.executor import map_videos
 from action100m.params import ExecutorParams, SegmentationParams
+from action100m.prefetch import prefetch
 from action100m.tree import SegmentTree
 from action100m.video import VideoSource, sample_frames
+from action100m.work import collecting_work
 
 logger = logging.getLogger(__name__)
 STAGE = "segmentation"
@@ -29,6 +31,9 @@ def embed_video(
 ) -> dict[str, Any]:
     """Sample one of every ``frame_stride`` frames and embed them, streaming.
 
+    With ``params.prefetch`` > 0, decoding and preprocessing each run in their
+    own thread, that many batches ahead of the model.
+
     Args:
         embedder: A set-up embedder.
         video: The video's manifest row.
@@ -37,15 +42,22 @@ def embed_video(
     Returns:
         ``frame_times`` (N,), ``embeddings`` (N, D) and ``duration``.
     """
-    batches = sample_frames(
-        VideoSource(video["video_uid"], video["path"]),
-        frame_stride=params.frame_stride,
-        short_side=embedder.short_side,
-        batch_size=max(params.embedder.batch_size, 8),
-        expected_duration=video["duration"],
+    decoded = prefetch(
+        sample_frames(
+            VideoSource(video["video_uid"], video["path"]),
+            frame_stride=params.frame_stride,
+            short_side=embedder.short_side,
+            batch_size=max(params.embedder.batch_size, 8),
+            expected_duration=video["duration"],
+        ),
+        params.prefetch,
+    )
+    ready = prefetch(
+        ((times, embedder.preprocess(frames)) for times, frames in decoded),
+        params.prefetch,
     )
     times, embeddings = embed_frame_stream(
-        embedder, batches, batch_size=params.embedder.batch_size
+        embedder, ready, batch_size=params.embedder.batch_size, preprocessed=True
     )
     return {
         "frame_times": times,
@@ -63,12 +75,12 @@ class EmbeddingWorker:
 
     def __call__(self, video: dict[str, Any]) -> Any:
         self.embedder.ensure_setup()  # a model that cannot load fails the run
-        return record_failure(
-            STAGE,
-            video["video_uid"],
-            lambda: embed_video(self.embedder, video, self.params),
-            video["path"],
-        )
+
+        def embed() -> dict[str, Any]:
+            result = embed_video(self.embedder, video, self.params)
+            return result | {"work": {"embedder": self.embedder.work.take()}}
+
+        return record_failure(STAGE, video["video_uid"], embed, video["path"])
 
 
 def embed_frames(
@@ -87,12 +99,13 @@ def embed_frames(
         ``video_uid -> callable`` giving the video's embeddings or its failure.
     """
     payloads = {v["video_uid"]: (lambda v=v: v) for v in video_manifest}
-    return map_videos(
+    results = map_videos(
         payloads,
         partial(EmbeddingWorker, params),
         executor,
         {"num_gpus": params.embedder.num_gpus},
     )
+    return collecting_work(results, video_manifest)
 
 
 def build_tree(

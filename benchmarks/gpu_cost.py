@@ -1,0 +1,431 @@
+"""What Stages 1 and 2 cost on one GPU, old settings vs new, end to end.
+
+Builds the paper's models at full size from their published configurations
+with random weights (V-JEPA 2 ViT-g-384, PerceptionLM-3B, Llama-3.2-11B-Vision;
+bf16, no download), writes a synthetic video and a segment tree with the
+release sample's density (84.3 nodes and 42.3 leaves per minute), and runs both
+stages through the pipeline's own code (``embed_video``, ``caption_video``)
+twice: with every optimisation switched off (no prefetching, a prompt per
+question, batches in arrival order, batch 8) and on (the defaults). Every
+answer's length is forced (a logits processor ends each row at its own length)
+to a draw from the release's word counts of ``plm_caption``, ``plm_action`` and
+``llama3_caption`` (1.3 tokens per word, at most ``--max-new-tokens``); a draw
+depends only on the request's frames and prompt, so both runs write the same
+lengths.
+
+Prints GPU-seconds per video-minute per model, H100-hours per video-hour per
+stage (the card's hours, named in the report), the ratio new/old and the work
+counters; exits 1 if any request failed. ``--tiny`` runs the same code on CPU
+with the tiny models (random weights, tiny configs).
+
+    PYTHONPATH=src python -m benchmarks.gpu_cost [--seconds 60] [--out FILE.json]
+    PYTHONPATH=src python -m benchmarks.gpu_cost --tiny
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from typing import Any
+
+import av
+import numpy as np
+import torch
+
+from action100m.captioners import CaptionRequest, TransformersCaptioner
+from action100m.embedders import VJEPA2Embedder
+from action100m.params import CaptioningParams, EmbedderParams, SegmentationParams
+from action100m.pipelines.captioning.nodes import caption_video
+from action100m.pipelines.segmentation.nodes import embed_video
+from action100m.tree import Node, SegmentTree, make_node_id
+
+NODES_PER_MINUTE = 84.3  # the release sample: 2,740 nodes in 32.5 minutes
+LEAVES_PER_MINUTE = 42.3  # 1,373 leaves
+TOKENS_PER_WORD = 1.3
+# Words per answer in the release sample, at quantiles 0, 5, ..., 100 %.
+RELEASE_WORDS = {
+    "plm_caption": [5, 15, 20, 26, 30, 34, 39, 44, 48, 54, 59, 66, 73, 81, 91, 102,
+                    117, 135, 160, 205, 990],
+    "plm_action": [1, 3, 3, 3, 4, 4, 4, 5, 5, 6, 6, 6, 7, 7, 8, 8, 9, 9, 10, 12, 32],
+    "llama3_caption": [21, 85, 97, 105, 113, 121, 129, 136, 144, 152, 161, 169, 176,
+                       183, 192, 201, 211, 222, 236, 259, 433],
+}  # fmt: skip
+# Every optimisation off (the code before them), and the defaults.
+OLD = {"prefetch": 0, "share": False, "by_prompt": False, "plm": 8, "llama": 8}
+NEW = {"prefetch": 2, "share": True, "by_prompt": True, "plm": 16, "llama": 16}
+
+
+def release_words(path: str | None) -> dict[str, list[float]]:
+    """Quantiles of words per field, from ``path`` or the table above."""
+    if not path:
+        return RELEASE_WORDS
+    import pyarrow.parquet as pq
+
+    counts: dict[str, list[int]] = {field: [] for field in RELEASE_WORDS}
+    for row in pq.read_table(path, columns=["nodes"]).to_pylist():
+        for node in row["nodes"]:
+            for field, found in counts.items():
+                if node[field]:
+                    found.append(len(node[field].split()))
+    grid = np.arange(0, 101, 5)
+    return {f: list(np.percentile(c, grid)) for f, c in counts.items()}
+
+
+def forced_length(request: CaptionRequest, field: str, words, cap: int) -> int:
+    """A length drawn from ``field``'s distribution by the request's content."""
+    digest = hashlib.blake2b(digest_size=8)
+    for frame in (request.frames[0], request.frames[-1]):
+        digest.update(np.ascontiguousarray(frame).tobytes())
+    digest.update(request.prompt.encode())
+    u = int.from_bytes(digest.digest(), "big") / 2**64
+    value = np.interp(u * 100, np.arange(0, 101, 5), words[field]) * TOKENS_PER_WORD
+    return int(min(cap, max(1, round(value))))
+
+
+class ForcedLengths:
+    """Logits processor: row ``i`` ends (EOS) after exactly ``targets[i]`` tokens."""
+
+    def __init__(self, targets: list[int], eos: int) -> None:
+        self.targets, self.eos, self.start = targets, eos, None
+
+    def __call__(self, input_ids, scores):
+        if self.start is None:
+            self.start = input_ids.shape[1]
+        step = input_ids.shape[1] - self.start
+        for row, target in enumerate(self.targets):
+            if step < target:
+                scores[row, self.eos] = -float("inf")
+            else:
+                scores[row, :] = -float("inf")
+                scores[row, self.eos] = 0.0
+        return scores
+
+
+class BenchCaptioner(TransformersCaptioner):
+    """The project's captioner, timed, with every answer's length forced."""
+
+    def __init__(self, *args, fields: dict[str, str], words, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields, self.words = fields, words
+        self.seconds, self.failed, self.texts = 0.0, 0, {}
+
+    def _settings(self, rows):
+        targets = [
+            forced_length(r, self.fields[r.prompt], self.words, self.max_new_tokens)
+            for r in rows
+        ]
+        eos = self.processor.tokenizer.eos_token_id
+        return super()._settings(rows) | {
+            "logits_processor": [ForcedLengths(targets, eos)]
+        }
+
+    def __call__(self, batch):
+        sync(self.device)
+        start = time.perf_counter()
+        results = super().__call__(batch)
+        sync(self.device)
+        self.seconds += time.perf_counter() - start
+        self.failed += sum(not isinstance(r, str) for r in results)
+        return results
+
+
+def sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def synthetic_video(path: str, seconds: float, fps: int = 30) -> str:
+    """640x360 H.264: moving colour gradients, a hard cut every 3-9 s."""
+    rng = np.random.default_rng(0)
+    width, height = 640, 360
+    ys, xs = np.mgrid[:height, :width].astype(np.float32)
+    with av.open(path, "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "28"}
+        shot_end, colours = 0, None
+        for i in range(int(seconds * fps)):
+            if i >= shot_end:
+                shot_end = i + int(rng.uniform(3, 9) * fps)
+                colours = rng.uniform(0, 255, (3, 3))
+            phase = i / fps
+            frame = np.stack(
+                [
+                    (c[0] + c[1] * np.sin(xs / 50 + phase) + c[2] * np.cos(ys / 40))
+                    % 256
+                    for c in colours
+                ],
+                axis=-1,
+            ).astype(np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, "rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def synthetic_tree(uid: str, seconds: float) -> SegmentTree:
+    """A full binary tree with the release's leaves per minute (random splits)."""
+    rng = np.random.default_rng(1)
+    leaves = max(1, round(LEAVES_PER_MINUTE * seconds / 60))
+    children: dict[tuple, list[tuple]] = {}
+    spans = [(0.0, float(seconds))]
+    while len(spans) < leaves:
+        spans.sort(key=lambda s: s[1] - s[0])
+        start, end = spans.pop()
+        cut = round(start + (end - start) * rng.uniform(0.35, 0.65), 2)
+        children[(start, end)] = [(start, cut), (cut, end)]
+        spans += children[(start, end)]
+    nodes, level = [], [((0.0, float(seconds)), None)]
+    depth = 0
+    while level:
+        following = []
+        for span, parent in level:
+            node_id = make_node_id(uid, *span)
+            nodes.append(Node(node_id, parent, depth, *span))
+            following += [(child, node_id) for child in children.get(span, [])]
+        level, depth = following, depth + 1
+    return SegmentTree(uid, nodes)
+
+
+def build_models(tiny: bool, folder: str, device: str):
+    """(V-JEPA 2 folder, PLM parts, Llama parts) at full size or tiny."""
+    from action100m.tiny_models import (
+        build_tiny_mllama,
+        build_tiny_perception_lm,
+        build_tiny_vjepa2,
+    )
+    from benchmarks import gpu_captioners, gpu_vjepa2
+
+    vjepa = os.path.join(folder, "vjepa2")
+    if tiny:
+        build_tiny_vjepa2(vjepa)
+        return (
+            vjepa,
+            build_tiny_perception_lm(os.path.join(folder, "plm")),
+            (build_tiny_mllama(os.path.join(folder, "mllama"))),
+        )
+    gpu_vjepa2.build(vjepa, gpu_vjepa2.VITG_384, device)
+    return vjepa, gpu_captioners.plm_parts(), gpu_captioners.llama_parts()
+
+
+CAPTIONING = {
+    "plm": {
+        "caption_prompt": "Describe this video in detail.",
+        "action_prompt": "What is the main action in this video?",
+    },
+    "llama": {"prompt": "Describe this image in detail."},
+}
+
+
+def make_captioner(parts, device, dtype, **settings) -> BenchCaptioner:
+    if isinstance(parts, str):  # a saved tiny model
+        captioner = BenchCaptioner(parts, device=device, dtype="float32", **settings)
+        captioner.ensure_setup()
+        return captioner
+    model_class, config, processor = parts
+    with torch.device(device):
+        model = model_class(config).to(dtype).eval()
+    captioner = BenchCaptioner("random-weights", device=device, **settings)
+    captioner.attach(model, processor, dtype)
+    tokenizer = processor.tokenizer
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return captioner
+
+
+def load_models(tiny: bool, folder: str, words, max_new_tokens: int) -> dict:
+    """The embedder and both captioners, set up once for every run."""
+    device = "cpu" if tiny else "cuda"
+    dtype = torch.float32 if tiny else torch.bfloat16
+    vjepa, plm_parts, llama_parts = build_models(tiny, folder, device)
+    window, stride = (8, 4) if tiny else (64, 8)
+    embedder = VJEPA2Embedder(
+        vjepa,
+        device=device,
+        dtype=str(dtype).removeprefix("torch."),
+        window=window,
+        window_stride=stride,
+    )
+    embedder.ensure_setup()
+    blank = np.zeros((window, 64, 64, 3), np.uint8)
+    embedder(embedder.stack([embedder.preprocess(blank)]))  # warm-up
+    fields = {
+        CAPTIONING["plm"]["caption_prompt"]: "plm_caption",
+        CAPTIONING["plm"]["action_prompt"]: "plm_action",
+        CAPTIONING["llama"]["prompt"]: "llama3_caption",
+    }
+    common = {"fields": fields, "words": words, "max_new_tokens": max_new_tokens}
+    plm = make_captioner(plm_parts, device, dtype, **common)
+    llama = make_captioner(llama_parts, device, dtype, **common)
+    plm.role, llama.role = "plm", "llama"
+    frames = [np.zeros((64, 64, 3), np.uint8)] * 2
+    plm([CaptionRequest(frames, CAPTIONING["plm"]["action_prompt"], "video", "w")])
+    llama([CaptionRequest(frames[:1], CAPTIONING["llama"]["prompt"], "image")])
+    return {"embedder": embedder, "plm": plm, "llama": llama, "device": device,
+            "vjepa": vjepa, "window": window, "stride": stride}  # fmt: skip
+
+
+def run(setting: dict, models: dict, video, tree, max_new_tokens: int) -> dict:
+    """Stage 1 and Stage 2 of one video with one setting, timed."""
+    device, embedder = models["device"], models["embedder"]
+    plm, llama = models["plm"], models["llama"]
+    seg = SegmentationParams(
+        prefetch=setting["prefetch"],
+        embedder=EmbedderParams(
+            model_id=models["vjepa"],
+            window=models["window"],
+            window_stride=models["stride"],
+        ),
+    )
+    embedder.work.take()
+    sync(device)
+    start = time.perf_counter()
+    embed_video(embedder, video, seg)
+    sync(device)
+    stage1 = time.perf_counter() - start
+    report: dict[str, Any] = {"embedder": {"seconds": stage1, **embedder.work.take()}}
+    cap = CaptioningParams.model_validate(
+        {
+            role: CAPTIONING[role]
+            | {"batch_size": setting[role], "max_new_tokens": max_new_tokens}
+            for role in ("plm", "llama")
+        }
+    )
+    plm.share_video_prefix = setting["share"]
+    llama.cache_implementation = setting.get("llama_cache")
+    for model in (plm, llama):
+        model.batch_size, model.batch_by_prompt = (
+            setting[model.role],
+            setting["by_prompt"],
+        )
+        model.seconds, model.failed, model._memory_cap = 0.0, 0, None
+        model.work.take()
+    sync(device)
+    start = time.perf_counter()
+    result = caption_video(tree, video, plm, llama, cap)
+    sync(device)
+    report["stage2_seconds"] = time.perf_counter() - start
+    for name, model in (("plm", plm), ("llama", llama)):
+        report[name] = {
+            "seconds": model.seconds,
+            "failed": model.failed,
+            **result["work"][name],
+        }
+    report["failed_requests"] = plm.failed + llama.failed + len(result["errors"])
+    report["captions"] = result["captions"]
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return report
+
+
+def fastest(best: dict | None, report: dict) -> dict:
+    """``report`` with each time replaced by the smaller of it and ``best``'s."""
+    if best is None:
+        return report
+    for name in ("embedder", "plm", "llama"):
+        report[name]["seconds"] = min(report[name]["seconds"], best[name]["seconds"])
+    report["stage2_seconds"] = min(report["stage2_seconds"], best["stage2_seconds"])
+    report["failed_requests"] += best["failed_requests"]
+    return report
+
+
+def summarise(old: dict, new: dict, minutes: float, tree: SegmentTree) -> dict:
+    """GPU-seconds per video-minute, GPU-hours per video-hour, new/old."""
+    rows: dict[str, Any] = {}
+    for name in ("embedder", "plm", "llama"):
+        rows[name] = {
+            "old_gpu_s_per_video_minute": old[name]["seconds"] / minutes,
+            "new_gpu_s_per_video_minute": new[name]["seconds"] / minutes,
+            "new_over_old": new[name]["seconds"] / old[name]["seconds"],
+        }
+    for name, per, count in (
+        ("plm", "node", len(tree.nodes)),
+        ("llama", "leaf", len(tree.leaves())),
+    ):
+        for label, report in (("old", old), ("new", new)):
+            tokens = report[name]["prompt_tokens"] / count
+            rows[name][f"{label}_prompt_tokens_per_{per}"] = tokens
+    stages = {
+        "stage1": (old["embedder"]["seconds"], new["embedder"]["seconds"]),
+        "stage2": (old["stage2_seconds"], new["stage2_seconds"]),
+    }
+    stages["stages_1_2"] = tuple(sum(pair) for pair in zip(*stages.values()))
+    for stage, (was, now) in stages.items():
+        rows[stage] = {
+            "old_gpu_hours_per_video_hour": was / 60 / minutes,
+            "new_gpu_hours_per_video_hour": now / 60 / minutes,
+            "new_over_old": now / was,
+        }
+    same = sum(old["captions"][n] == new["captions"][n] for n in old["captions"])
+    rows["same_captions"] = f"{same}/{len(old['captions'])} nodes"
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tiny", action="store_true", help="CPU run, tiny models")
+    parser.add_argument("--seconds", type=float, default=None, help="video length")
+    parser.add_argument("--max-new-tokens", type=int, default=None)
+    parser.add_argument("--release-sample", default=None, help="recompute lengths")
+    parser.add_argument("--repeats", type=int, default=None, help="old+new rounds")
+    parser.add_argument(
+        "--llama-static-cache",
+        action="store_true",
+        help="new run: Llama with a static KV cache (compilation time included)",
+    )
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    new = NEW | {"llama_cache": "static" if args.llama_static_cache else None}
+    args.repeats = args.repeats or (2 if args.tiny else 1)
+    args.seconds = args.seconds or (8.0 if args.tiny else 60.0)
+    args.max_new_tokens = args.max_new_tokens or (24 if args.tiny else 1024)
+    device = "cpu" if args.tiny else "cuda"
+    words = release_words(args.release_sample)
+    folder = tempfile.mkdtemp(prefix="gpu_cost_")
+    start = time.perf_counter()
+    models = load_models(args.tiny, folder, words, args.max_new_tokens)
+    path = synthetic_video(os.path.join(folder, "video.mp4"), args.seconds)
+    tree = synthetic_tree("synthetic", args.seconds)
+    video = {"video_uid": "synthetic", "path": path, "duration": args.seconds,
+             "width": 640, "height": 360, "metadata": {}}  # fmt: skip
+    setup_s = time.perf_counter() - start
+    reports: dict[str, dict] = {}
+    for _ in range(args.repeats):  # alternating; each measure keeps its best
+        for name, setting in (("old", OLD), ("new", new)):
+            report = run(setting, models, video, tree, args.max_new_tokens)
+            reports[name] = fastest(reports.get(name), report)
+    minutes = args.seconds / 60
+    summary = {
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "video_seconds": args.seconds,
+        "repeats": args.repeats,
+        "nodes": len(tree.nodes),
+        "leaves": len(tree.leaves()),
+        "setup_s": setup_s,
+        "settings": {"old": OLD, "new": new},
+        **summarise(reports["old"], reports["new"], minutes, tree),
+        "failed_requests": {k: r["failed_requests"] for k, r in reports.items()},
+        "work": {k: {m: {c: r[m][c] for c in ("calls", "frames", "prompt_tokens",
+                                               "generated_tokens")}
+                     for m in ("embedder", "plm", "llama")}
+                 for k, r in reports.items()},
+        "total_s": time.perf_counter() - start,
+    }  # fmt: skip
+    text = json.dumps(summary, indent=1)
+    print(text)  # noqa: T201
+    if args.out:
+        with open(args.out, "w") as handle:
+            handle.write(text)
+    failed = sum(summary["failed_requests"].values())
+    if failed:
+        print(f"{failed} requests failed", file=sys.stderr)  # noqa: T201
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
