@@ -46,9 +46,13 @@ def _payloads(n: int) -> dict:
 @pytest.mark.slow
 def test_ray_and_local_give_the_same_results(ray_cluster, tmp_path):
     local = map_videos(
-        _payloads(6), partial(SquareWorker, str(tmp_path)), ExecutorParams(kind="local")
+        "test",
+        _payloads(6),
+        partial(SquareWorker, str(tmp_path)),
+        ExecutorParams(kind="local"),
     )
     remote = map_videos(
+        "test",
         _payloads(6),
         partial(SquareWorker, str(tmp_path)),
         ExecutorParams.model_validate({"kind": "ray", "ray": {"workers": 2}}),
@@ -67,6 +71,7 @@ def test_ray_and_local_give_the_same_results(ray_cluster, tmp_path):
 @pytest.mark.slow
 def test_a_dead_worker_is_restarted_and_its_video_retried(ray_cluster, tmp_path):
     results = map_videos(
+        "test",
         {f"v{i}": (lambda i=i: i) for i in range(6)},
         partial(SquareWorker, str(tmp_path), die_on=3),
         ExecutorParams.model_validate(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Params(BaseModel):
@@ -14,6 +14,9 @@ class _Params(BaseModel):
 class IngestParams(_Params):
     min_duration_s: float = Field(0.5, gt=0)
     max_sidecar_bytes: int = Field(16_000_000, gt=0)
+    # Symbolic links (videos or sidecars) whose target is outside the videos
+    # folder are refused unless this is true.
+    allow_external_links: bool = False
 
 
 class EmbedderParams(_Params):
@@ -29,8 +32,23 @@ class EmbedderParams(_Params):
 
 
 class TreeParams(_Params):
-    min_segment_s: float = Field(0.5, gt=0)
+    # A node is split only if both children last at least this long; every leaf
+    # of a tree is then at least this long (the invariant check uses it too).
+    min_segment_s: float = Field(0.5, ge=0.05, le=3600)
     time_decimals: int | None = Field(2, ge=0)
+
+    @model_validator(mode="after")
+    def _boundaries_can_hold_leaves(self) -> TreeParams:
+        if self.time_decimals is not None:
+            step = 10.0**-self.time_decimals
+            if self.min_segment_s < 5 * step:
+                raise ValueError(
+                    f"min_segment_s={self.min_segment_s} must be at least "
+                    f"{5 * step:g} s with time_decimals={self.time_decimals} "
+                    "(boundaries are rounded to that step); allowed range: "
+                    f"[{max(0.05, 5 * step):g}, 3600] s"
+                )
+        return self
 
 
 class SegmentationParams(_Params):
@@ -139,3 +157,6 @@ class RayParams(_Params):
 class ExecutorParams(_Params):
     kind: Literal["local", "ray"] = "local"
     ray: RayParams = Field(default_factory=RayParams)
+    # An output on disk made with other settings (or an older version):
+    # recompute it, or stop the run before any work and name what differs.
+    on_changed: Literal["recompute", "stop"] = "recompute"
