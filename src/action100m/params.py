@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Params(BaseModel):
@@ -32,23 +32,11 @@ class EmbedderParams(_Params):
 
 
 class TreeParams(_Params):
-    # A node is split only if both children last at least this long; every leaf
-    # of a tree is then at least this long (the invariant check uses it too).
-    min_segment_s: float = Field(0.5, ge=0.05, le=3600)
+    # A node is split only if both children last at least this long, so every
+    # leaf lasts at least this long; the tree's invariant check uses the same
+    # value. Allowed: more than 0 s, at most one hour.
+    min_segment_s: float = Field(0.5, gt=0, le=3600)
     time_decimals: int | None = Field(2, ge=0)
-
-    @model_validator(mode="after")
-    def _boundaries_can_hold_leaves(self) -> TreeParams:
-        if self.time_decimals is not None:
-            step = 10.0**-self.time_decimals
-            if self.min_segment_s < 5 * step:
-                raise ValueError(
-                    f"min_segment_s={self.min_segment_s} must be at least "
-                    f"{5 * step:g} s with time_decimals={self.time_decimals} "
-                    "(boundaries are rounded to that step); allowed range: "
-                    f"[{max(0.05, 5 * step):g}, 3600] s"
-                )
-        return self
 
 
 class SegmentationParams(_Params):

@@ -14,6 +14,7 @@ and before its MLflow run opens, when
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
@@ -33,12 +34,16 @@ def _path(dataset: Any) -> str | None:
 
 
 def _producers(name: str) -> list[str]:
-    from kedro.framework.project import pipelines
-
+    """The project's pipelines that write ``name`` (all of them, not only the
+    ones this run loaded)."""
     from action100m.pipeline_registry import STAGES
 
-    names = [*STAGES, "reannotate"]
-    return [p for p in names if p in pipelines and name in pipelines[p].all_outputs()]
+    found = []
+    for stage in (*STAGES, "reannotate"):
+        module = importlib.import_module(f"action100m.pipelines.{stage}")
+        if name in module.create_pipeline().all_outputs():
+            found.append(stage)
+    return found
 
 
 def _present(catalog: Any, name: str) -> bool:

@@ -321,6 +321,8 @@ class VideoPartitionsDataset(AbstractDataset[dict[str, Any], PartitionLoaders]):
             return False
         if record is not None or _is_stand_in(partition_name(uid)):
             self._write(self.record_path(uid), {"video_uid": uid, **(record or {})})
+        elif self._fs.exists(self.record_path(uid)):
+            self._fs.rm(self.record_path(uid))  # it described the old partition
         if self._fs.exists(self.error_path(uid)):
             self._fs.rm(self.error_path(uid))
         return True

@@ -14,6 +14,16 @@ from action100m.video import VideoSource, probe_video
 logger = logging.getLogger(__name__)
 
 
+def _readable(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with file names that are not UTF-8 shown with U+FFFD."""
+    return {
+        key: value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        if isinstance(value, str)
+        else value
+        for key, value in record.items()
+    }
+
+
 def _check_name(video_uid: str) -> None:
     try:
         check_partition_id(video_uid)
@@ -71,7 +81,7 @@ def probe_videos(
     """
     manifest: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = [
-        VideoFailure(s["name"], "ingest", s["reason"], s["path"]).to_dict()
+        _readable(VideoFailure(s["name"], "ingest", s["reason"], s["path"]).to_dict())
         for s in getattr(videos, "skipped", ())
     ]
     outside = getattr(videos, "outside", {})
@@ -94,7 +104,7 @@ def probe_videos(
                 source.path,
             )
         if isinstance(result, VideoFailure):
-            errors.append(result.to_dict())
+            errors.append(_readable(result.to_dict()))
         else:
             manifest.append(result)
     logger.info("ingest: %d usable videos, %d errors", len(manifest), len(errors))
