@@ -67,6 +67,17 @@ def test_ray_and_local_give_the_same_results(ray_cluster, tmp_path):
     pids = {v["pid"] for v in got.values() if isinstance(v, dict)}
     assert len(pids) == 2 and os.getpid() not in pids  # two actors did the work
 
+    # A save that needs only some videos submits only those, however far ahead.
+    needed = map_videos(
+        "test",
+        _payloads(6),
+        partial(SquareWorker, str(tmp_path)),
+        ExecutorParams.model_validate({"kind": "ray", "ray": {"max_in_flight": 6}}),
+    )
+    needed.plan(["v1", "v4"])
+    assert [needed[u]()["value"] for u in ("v1", "v4")] == [1, 16]
+    assert needed.submitted == ["v1", "v4"]
+
 
 @pytest.mark.slow
 def test_a_dead_worker_is_restarted_and_its_video_retried(ray_cluster, tmp_path):

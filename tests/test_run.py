@@ -36,6 +36,7 @@ def kedro_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
         env=run_env(tmp_path),
         capture_output=True,
         text=True,
+        errors="replace",  # logs may quote file names that are not UTF-8
         timeout=600,
         check=False,
     )
