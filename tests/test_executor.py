@@ -72,7 +72,9 @@ def test_ray_and_local_give_the_same_results(ray_cluster, tmp_path):
         "test",
         _payloads(6),
         partial(SquareWorker, str(tmp_path)),
-        ExecutorParams.model_validate({"kind": "ray", "ray": {"max_in_flight": 6}}),
+        ExecutorParams.model_validate(
+            {"kind": "ray", "ray": {"max_in_flight": 6, "num_cpus": 0}}
+        ),
     )
     needed.plan(["v1", "v4"])
     assert [needed[u]()["value"] for u in ("v1", "v4")] == [1, 16]

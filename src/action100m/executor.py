@@ -91,6 +91,9 @@ class VideoWork(dict):
         self.submitted: list[str] = []
         self.plan(list(payloads))
 
+    def __deepcopy__(self, memo: dict) -> VideoWork:
+        return self  # pending work, not data: a copy would run it twice
+
     def plan(self, uids: list[str]) -> None:
         """Only ``uids`` will be asked for, in this order: look ahead over them."""
         self._order = [uid for uid in uids if uid in self._payloads]
