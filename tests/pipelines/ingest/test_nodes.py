@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 from action100m.datasets import VideoFolderDataset
+from action100m.datasets.partitions import MAX_NAME_BYTES
 from action100m.metadata import parse_subtitles
 from action100m.params import IngestParams
 from action100m.pipelines.ingest.nodes import probe_videos
@@ -301,6 +302,10 @@ def test_hostile_inputs_each_get_one_specific_error(tmp_path, cut_videos):
         VideoFolderDataset(path=str(folder)).load(), IngestParams()
     )
     assert sorted(m["video_uid"] for m in manifest) == sorted(good)
+    long_row = next(m for m in manifest if m["video_uid"] == good[1])
+    stand_in = long_row["partition_name"]  # where its outputs are stored
+    assert stand_in.startswith(good[1][:60]) and "~" in stand_in
+    assert len(stand_in.encode()) <= MAX_NAME_BYTES + 17 < len(good[1].encode())
     reasons = {e["video_uid"]: e["reason"] for e in errors}
     assert len(reasons) == len(errors)  # one line per input
     assert "not a finite number" in reasons["nan_time"]

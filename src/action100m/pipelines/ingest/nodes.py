@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from action100m.datasets.partitions import check_partition_id
+from action100m.datasets.partitions import check_partition_id, partition_name
 from action100m.errors import VideoError, VideoFailure, record_failure
 from action100m.metadata import read_sidecars
 from action100m.params import IngestParams
@@ -56,12 +56,15 @@ def _probe_one(
         )
     metadata = read_sidecars(source.sidecars, params.max_sidecar_bytes)
     metadata.setdefault("duration", int(round(info.duration)))
-    return {
+    row = {
         "video_uid": source.video_uid,
         "path": source.path,
         **info.to_dict(),
         "metadata": metadata,
     }
+    if partition_name(source.video_uid) != source.video_uid:
+        row["partition_name"] = partition_name(source.video_uid)  # a long name
+    return row
 
 
 def probe_videos(
