@@ -46,9 +46,13 @@ def _payloads(n: int) -> dict:
 @pytest.mark.slow
 def test_ray_and_local_give_the_same_results(ray_cluster, tmp_path):
     local = map_videos(
-        _payloads(6), partial(SquareWorker, str(tmp_path)), ExecutorParams(kind="local")
+        "test",
+        _payloads(6),
+        partial(SquareWorker, str(tmp_path)),
+        ExecutorParams(kind="local"),
     )
     remote = map_videos(
+        "test",
         _payloads(6),
         partial(SquareWorker, str(tmp_path)),
         ExecutorParams.model_validate({"kind": "ray", "ray": {"workers": 2}}),
@@ -63,10 +67,24 @@ def test_ray_and_local_give_the_same_results(ray_cluster, tmp_path):
     pids = {v["pid"] for v in got.values() if isinstance(v, dict)}
     assert len(pids) == 2 and os.getpid() not in pids  # two actors did the work
 
+    # A save that needs only some videos submits only those, however far ahead.
+    needed = map_videos(
+        "test",
+        _payloads(6),
+        partial(SquareWorker, str(tmp_path)),
+        ExecutorParams.model_validate(
+            {"kind": "ray", "ray": {"max_in_flight": 6, "num_cpus": 0}}
+        ),
+    )
+    needed.plan(["v1", "v4"])
+    assert [needed[u]()["value"] for u in ("v1", "v4")] == [1, 16]
+    assert needed.submitted == ["v1", "v4"]
+
 
 @pytest.mark.slow
 def test_a_dead_worker_is_restarted_and_its_video_retried(ray_cluster, tmp_path):
     results = map_videos(
+        "test",
         {f"v{i}": (lambda i=i: i) for i in range(6)},
         partial(SquareWorker, str(tmp_path), die_on=3),
         ExecutorParams.model_validate(

@@ -37,6 +37,7 @@ def kedro_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
         env=run_env(tmp_path),
         capture_output=True,
         text=True,
+        errors="replace",  # logs may quote file names that are not UTF-8
         timeout=600,
         check=False,
     )
@@ -265,6 +266,10 @@ def test_reannotate_fills_exactly_the_released_gpt_nodes(tmp_path, release_sampl
     from tests.openai_server import FakeOpenAIServer, annotation_answer
 
     out = tmp_path / "out"
+    out.mkdir()
+    own = {n: b"the run's own file" for n in ("action100m.parquet", "errors.jsonl")}
+    for name, data in own.items():
+        (out / name).write_bytes(data)
     faults = ["500", "429ra", "sleep:2", "malformed", "truncated", "missing", "empty"]
     with FakeOpenAIServer(annotation_answer) as server:
         server.script = list(faults)
@@ -284,7 +289,9 @@ def test_reannotate_fills_exactly_the_released_gpt_nodes(tmp_path, release_sampl
     assert run.returncode == 0, run.stderr[-3000:]
 
     before = pq.read_table(release_sample)
-    after = pq.read_table(out / "action100m.parquet")
+    after = pq.read_table(out / "reannotated.parquet")
+    assert {n: (out / n).read_bytes() for n in own} == own  # never overwritten
+    assert (out / "reannotate_errors.jsonl").exists()
     assert after.schema.equals(RELEASE_SCHEMA, check_metadata=False)
     assert table_violations(after) == []
     titles = {r["metadata"]["title"] for r in before.to_pylist()}

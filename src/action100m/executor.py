@@ -1,21 +1,29 @@
-"""Per-video fan-out: in-process, or over a Ray cluster with the same code.
+"""Per-video fan-out: one scheduler, in-process or over a Ray cluster.
 
 A stage gives :func:`map_videos` a factory for its worker (an object whose
 constructor loads the models once and whose call handles one video) and a lazy
-payload per video. With ``kind: local`` one worker runs in this process; with
+payload per video. It gets back a :class:`VideoWork`: the ``video_uid ->
+callable`` mapping that the partitioned datasets save lazily, so Kedro stays the
+graph and the executor only the fan-out.
+
+Before it computes anything, the dataset tells the work which videos it will
+actually ask for (:meth:`VideoWork.plan`: those whose output is missing or was
+made with other settings). The scheduler then keeps ``max_in_flight`` of *those*
+videos submitted ahead of the one being saved, and never submits a video whose
+output is reused. With ``kind: local`` one worker runs in this process (a worker
+with a ``submit`` method, such as Stage 3's, runs several videos at once); with
 ``kind: ray`` a pool of Ray actors (each with the stage's CPU/GPU request) runs
-them, ``max_in_flight`` videos ahead of the one being saved. Either way the
-stage returns the same ``video_uid -> callable`` mapping that the partitioned
-datasets save lazily, so Kedro stays the graph and Ray only the fan-out.
+them.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-from action100m.errors import VideoFailure
+from action100m.errors import VideoFailure, record_failure
 
 logger = logging.getLogger(__name__)
 
@@ -49,61 +57,128 @@ def _ray_pool(factory, settings) -> list:
     return [actor.remote(factory) for _ in range(settings.workers)]
 
 
-def map_videos(
-    payloads: dict[str, Callable[[], Any]],
-    factory: Callable[[], Callable[[Any], Any]],
-    executor: Any,
-    stage_resources: dict[str, float] | None = None,
-) -> dict[str, Callable[[], Any]]:
-    """Lazy ``video_uid -> result`` over a worker, local or on Ray.
+class VideoWork(dict):
+    """``video_uid -> callable`` results of one stage, submitted ahead of the saves.
 
     Args:
         payloads: ``video_uid -> callable`` giving the worker's input, or a
             :class:`VideoFailure` to pass on without running the worker.
+        start: Submits one payload; returns a zero-argument callable that waits
+            for its result.
+        max_in_flight: Videos submitted ahead of (and including) the one asked.
+        made_by: ``video_uid -> dict`` describing what makes the output (see
+            :mod:`action100m.fingerprint`); ``None`` when outputs carry none.
+        on_changed: ``recompute`` an output made with other settings, or
+            ``stop`` the run and name what differs.
+    """
+
+    def __init__(
+        self,
+        payloads: dict[str, Callable[[], Any]],
+        start: Callable[[Any], Callable[[], Any]],
+        max_in_flight: int = 1,
+        made_by: Callable[[str], dict[str, Any]] | None = None,
+        on_changed: str = "recompute",
+    ) -> None:
+        super().__init__({uid: partial(self._result, uid) for uid in payloads})
+        self._payloads = payloads
+        self._start = start
+        self._max_in_flight = max(1, max_in_flight)
+        self._made_by = made_by
+        self.on_changed = on_changed
+        self._pending: dict[str, Callable[[], Any]] = {}
+        self._done: set[str] = set()
+        self.submitted: list[str] = []
+        self.plan(list(payloads))
+
+    def __deepcopy__(self, memo: dict) -> VideoWork:
+        return self  # pending work, not data: a copy would run it twice
+
+    def plan(self, uids: list[str]) -> None:
+        """Only ``uids`` will be asked for, in this order: look ahead over them."""
+        self._order = [uid for uid in uids if uid in self._payloads]
+        self._position = {uid: i for i, uid in enumerate(self._order)}
+
+    def made_by(self, uid: str) -> dict[str, Any] | None:
+        """What makes ``uid``'s output, or ``None`` if this stage records nothing."""
+        return None if self._made_by is None else self._made_by(uid)
+
+    def _submit(self, uid: str) -> Callable[[], Any]:
+        self.submitted.append(uid)
+        payload = self._payloads[uid]()
+        if isinstance(payload, VideoFailure):
+            return lambda: payload
+        return self._start(payload)
+
+    def _result(self, uid: str) -> Any:
+        index = self._position.get(uid)
+        stop = None if index is None else index + self._max_in_flight
+        ahead = [] if index is None else self._order[index:stop]
+        for other in ahead:
+            if other not in self._pending and other not in self._done:
+                self._pending[other] = self._submit(other)
+        waiter = self._pending.pop(uid, None) or self._submit(uid)
+        self._done.add(uid)
+        return waiter()
+
+
+def map_videos(
+    stage: str,
+    payloads: dict[str, Callable[[], Any]],
+    factory: Callable[[], Callable[[Any], Any]],
+    executor: Any,
+    *,
+    resources: dict[str, float] | None = None,
+    made_by: Callable[[str], dict[str, Any]] | None = None,
+    local_in_flight: int = 1,
+) -> VideoWork:
+    """Lazy ``video_uid -> result`` over a worker, local or on Ray.
+
+    Args:
+        stage: The stage's name (recorded with failures of submitted work).
+        payloads: ``video_uid -> callable`` giving the worker's input, or a
+            :class:`VideoFailure` to pass on without running the worker.
         factory: Picklable zero-argument callable building the worker (models
             load here, once per process or actor).
-        executor: ``ExecutorParams`` (``kind``, ``ray`` settings).
-        stage_resources: Overrides of the Ray resources for this stage
+        executor: ``ExecutorParams`` (``kind``, ``ray`` settings, ``on_changed``).
+        resources: Overrides of the Ray resources for this stage
             (``num_cpus``, ``num_gpus``).
+        made_by: ``video_uid -> dict`` describing what makes each output.
+        local_in_flight: Videos in flight in-process, for a worker with
+            ``submit`` (a plain worker runs one video at a time).
 
     Returns:
-        ``video_uid -> callable`` giving each result, in any order asked.
+        The stage's :class:`VideoWork`.
     """
-    uids = list(payloads)
+    on_changed = getattr(executor, "on_changed", "recompute")
     if executor.kind == "local":
         state: dict[str, Any] = {}
 
-        def run_local(uid: str) -> Any:
-            payload = payloads[uid]()
-            if isinstance(payload, VideoFailure):
-                return payload
+        def start_local(payload: Any) -> Callable[[], Any]:
             if "worker" not in state:
                 state["worker"] = factory()
-            return state["worker"](payload)
+            worker = state["worker"]
+            if not hasattr(worker, "submit"):
+                return lambda: worker(payload)
+            future = worker.submit(payload)
+            uid = getattr(payload, "video_uid", None) or "?"
+            return lambda: record_failure(stage, uid, future.result)
 
-        return {uid: (lambda uid=uid: run_local(uid)) for uid in uids}
+        in_flight = local_in_flight
+        return VideoWork(payloads, start_local, in_flight, made_by, on_changed)
 
-    settings = executor.ray.model_copy(update=stage_resources or {})
+    settings = executor.ray.model_copy(update=resources or {})
     pool: list = []
-    pending: dict[int, Any] = {}
+    count = [0]
 
-    def submit(index: int) -> None:
-        if index >= len(uids) or index in pending:
-            return
-        if not pool:
-            pool.extend(_ray_pool(factory, settings))
-        payload = payloads[uids[index]]()
-        if isinstance(payload, VideoFailure):
-            pending[index] = payload
-        else:
-            pending[index] = pool[index % len(pool)].run.remote(payload)
-
-    def run_ray(index: int) -> Any:
+    def start_ray(payload: Any) -> Callable[[], Any]:
         import ray
 
-        for ahead in range(index, index + settings.max_in_flight):
-            submit(ahead)
-        result = pending.pop(index)
-        return result if isinstance(result, VideoFailure) else ray.get(result)
+        if not pool:
+            pool.extend(_ray_pool(factory, settings))
+        ref = pool[count[0] % len(pool)].run.remote(payload)
+        count[0] += 1
+        return lambda: ray.get(ref)
 
-    return {uid: (lambda i=i: run_ray(i)) for i, uid in enumerate(uids)}
+    in_flight = settings.max_in_flight
+    return VideoWork(payloads, start_ray, in_flight, made_by, on_changed)

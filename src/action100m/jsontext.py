@@ -22,8 +22,8 @@ def parse_json_object(text: str, model: type[M]) -> M:
     """``text`` as a validated ``model``.
 
     Raises:
-        JSONObjectError: Not JSON, not an object, or the first field that fails
-            validation, named by its dotted path.
+        JSONObjectError: Not JSON, not an object, or every field that fails
+            validation, each named by its dotted path.
     """
     try:
         data = json.loads(text)
@@ -36,6 +36,8 @@ def parse_json_object(text: str, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise JSONObjectError(f"field {where}: {first['msg'].lower()}") from exc
+        problems = [
+            f"field {'.'.join(str(p) for p in e['loc'])}: {e['msg'].lower()}"
+            for e in exc.errors()
+        ]
+        raise JSONObjectError("; ".join(problems)) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -28,6 +29,8 @@ class TranscriptEntry(BaseModel):
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise ValueError("time must be a number or a string of seconds")
         seconds = float(value)
+        if not math.isfinite(seconds):
+            raise ValueError(f"transcript time {value!r} is not a finite number")
         if seconds < 0:
             raise ValueError(f"negative transcript time {seconds}")
         return str(value) if isinstance(value, str) else format(seconds, "g")
@@ -75,12 +78,14 @@ def parse_subtitles(text: str) -> list[dict[str, str]]:
         VideoError: A cue whose timing line cannot be read.
     """
     entries = []
+    timed = False
     blocks = re.split(r"\n\s*\n", text.replace("\r\n", "\n").strip())
     for block in blocks:
         lines = [line.strip() for line in block.split("\n") if line.strip()]
         timing_at = next((i for i, line in enumerate(lines) if "-->" in line), None)
         if timing_at is None:
             continue  # WEBVTT header, NOTE or STYLE blocks, bare cue numbers
+        timed = True
         match = _TIMING.search(lines[timing_at])
         if match is None:
             raise VideoError(f"unreadable subtitle timing line {lines[timing_at]!r}")
@@ -88,6 +93,9 @@ def parse_subtitles(text: str) -> list[dict[str, str]]:
         words = " ".join(re.sub(r"<[^>]+>", "", s) for s in lines[timing_at + 1 :])
         if words:
             entries.append((start, words))
+    content = re.sub(r"^\ufeff?WEBVTT[^\n]*", "", text.strip()).strip()
+    if content and not timed:
+        raise VideoError("no subtitle cue (no 'start --> end' timing line)")
     entries.sort(key=lambda e: e[0])
     return [{"time": format(round(t, 3), "g"), "text": w} for t, w in entries]
 
@@ -117,7 +125,10 @@ def read_sidecars(sidecars: tuple[str, ...], max_bytes: int) -> dict[str, Any]:
                 raise VideoError(f"sidecar {path} {what}: {exc}") from exc
             found = meta.model_dump(exclude_none=True)
         else:
-            subtitles = parse_subtitles(text)
+            try:
+                subtitles = parse_subtitles(text)
+            except VideoError as exc:
+                raise VideoError(f"subtitles {path}: {exc}") from exc
     if "transcript" in found:
         found["transcript"].sort(key=lambda e: float(e["time"]))
     elif subtitles is not None:

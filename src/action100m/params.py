@@ -14,6 +14,9 @@ class _Params(BaseModel):
 class IngestParams(_Params):
     min_duration_s: float = Field(0.5, gt=0)
     max_sidecar_bytes: int = Field(16_000_000, gt=0)
+    # Symbolic links (videos or sidecars) whose target is outside the videos
+    # folder are refused unless this is true.
+    allow_external_links: bool = False
 
 
 class EmbedderParams(_Params):
@@ -29,7 +32,10 @@ class EmbedderParams(_Params):
 
 
 class TreeParams(_Params):
-    min_segment_s: float = Field(0.5, gt=0)
+    # A node is split only if both children last at least this long, so every
+    # leaf lasts at least this long; the tree's invariant check uses the same
+    # value. Allowed: more than 0 s, at most one hour.
+    min_segment_s: float = Field(0.5, gt=0, le=3600)
     time_decimals: int | None = Field(2, ge=0)
 
 
@@ -157,6 +163,9 @@ class RayParams(_Params):
 class ExecutorParams(_Params):
     kind: Literal["local", "ray"] = "local"
     ray: RayParams = Field(default_factory=RayParams)
+    # An output on disk made with other settings (or an older version):
+    # recompute it, or stop the run before any work and name what differs.
+    on_changed: Literal["recompute", "stop"] = "recompute"
 
 
 class DatasetCardParams(_Params):

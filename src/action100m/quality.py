@@ -85,12 +85,18 @@ def refine_metrics(annotation_parts: Iterable[dict[str, Any]]) -> dict[str, Any]
     return metrics
 
 
-def release_metrics(table: pa.Table) -> dict[str, Any]:
-    """Structure and text statistics of a release table, with gaps to the paper."""
+def release_metrics(table: pa.Table, min_leaf_s: float = 0.5) -> dict[str, Any]:
+    """Structure and text statistics of a release table, with gaps to the paper.
+
+    ``min_leaf_s`` is the shortest leaf the invariants allow (the run's
+    ``segmentation.tree.min_segment_s``; the release's 0.5 s by default).
+    """
     stats = compute_stats(table)
     rows = table.to_pylist()
     valid = sum(
-        not SegmentTree.from_release_row(r).violations(require_captions=True)
+        not SegmentTree.from_release_row(r).violations(
+            require_captions=True, min_leaf_s=min_leaf_s
+        )
         for r in rows
     )
     metrics: dict[str, Any] = {

@@ -4,11 +4,12 @@ from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
 from action100m.mlflow_params import FlatParamsMlflowHook
+from action100m.run_checks import RunChecksHook
 from action100m.tracking import RunTrackingHook
 
-# kedro-mlflow's hook, registered here in its flattening form instead of by the
-# plugin itself.
-HOOKS = (FlatParamsMlflowHook(), RunTrackingHook())
+# kedro-mlflow's hook is registered here in its flattening form instead of by
+# the plugin itself.
+HOOKS = (RunChecksHook(), FlatParamsMlflowHook(), RunTrackingHook())
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-mlflow",)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader

@@ -1,10 +1,12 @@
 """Run tracking: per-stage wall, CPU and GPU hours, model revisions, to MLflow.
 
-``RunTrackingHook`` (registered in ``settings.py``) times every node including the
-lazy per-video work done while its outputs are saved, sums the times per stage
-(pipeline), and logs them to the MLflow run that kedro-mlflow opened, together
-with every model's id and resolved revision, the prompt template hash, package
-versions and the project's git commit.
+``RunTrackingHook`` (registered in ``settings.py``) times every node from its
+start to the end of the last save of its outputs (the lazy per-video work runs
+inside those saves), takes the union of those spans per stage (pipeline), so
+nodes that overlap under a threaded runner are not counted twice, and logs them
+to the MLflow run that kedro-mlflow opened, together with every model's id and
+resolved revision, the prompt template hash, package versions, the project's git
+commit, and how many per-video outputs each dataset reused, wrote and recomputed.
 """
 
 from __future__ import annotations
@@ -123,8 +125,8 @@ class RunTrackingHook:
 
     def __init__(self) -> None:
         self._stage_of: dict[str, str] = {}
-        self._current: str | None = None
-        self._mark = (0.0, 0.0)
+        self._spans: dict[str, list[float]] = {}  # node -> wall, cpu start/end
+        self.resume: dict[str, float] = {}
         self.wall: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
         self.run_counts: dict[str, float] = {}
@@ -154,6 +156,8 @@ class RunTrackingHook:
         self.wall.clear()
         self.cpu.clear()
         RUN_WORK.reset()
+        self._spans.clear()
+        self.resume.clear()
         self._catalog = catalog
         self._saved.clear()
         tags = {f"version.{p}": _version(p) for p in PACKAGES}
@@ -177,21 +181,33 @@ class RunTrackingHook:
         )
 
     def _close(self) -> None:
-        if self._current is not None:
-            wall, cpu = self._mark
-            stage = self._stage_of.get(self._current, "other")
-            self.wall[stage] = self.wall.get(stage, 0.0) + time.perf_counter() - wall
-            self.cpu[stage] = self.cpu.get(stage, 0.0) + time.process_time() - cpu
-        self._current = None
+        """Per stage: the union of its nodes' wall spans, the sum of CPU time."""
+        by_stage: dict[str, list[tuple[float, float]]] = {}
+        for name, (start, end, cpu_start, cpu_end) in self._spans.items():
+            stage = self._stage_of.get(name, "other")
+            by_stage.setdefault(stage, []).append((start, end))
+            self.cpu[stage] = self.cpu.get(stage, 0.0) + cpu_end - cpu_start
+        for stage, spans in by_stage.items():
+            total, reach = 0.0, float("-inf")
+            for start, end in sorted(spans):
+                total += max(0.0, end - max(start, reach))
+                reach = max(reach, end)
+            self.wall[stage] = total
+        self._spans.clear()
+
+    def _mark_end(self, node) -> None:
+        if node is not None and node.name in self._spans:
+            self._spans[node.name][1] = time.perf_counter()
+            self._spans[node.name][3] = time.process_time()
 
     @hook_impl
     def before_node_run(self, node) -> None:
-        self._close()
-        self._current = node.name
-        self._mark = (time.perf_counter(), time.process_time())
+        now, cpu = time.perf_counter(), time.process_time()
+        self._spans[node.name] = [now, now, cpu, cpu]
 
     @hook_impl
     def after_node_run(self, node, outputs) -> None:
+        self._mark_end(node)
         summary = outputs.get("run_summary")
         if isinstance(summary, dict):
             found = summary.get("metrics", {})
@@ -202,14 +218,19 @@ class RunTrackingHook:
             }
 
     @hook_impl
-    def after_dataset_saved(self, dataset_name: str) -> None:
+    def after_dataset_saved(self, dataset_name: str, node=None) -> None:
+        self._mark_end(node)  # the lazy per-video work ran inside this save
         if dataset_name in ARTIFACTS:
             self._saved.add(dataset_name)
+        dataset = self._catalog.get(dataset_name) if self._catalog else None
+        counts = getattr(dataset, "counts", None)
+        for key, value in (counts or {}).items():
+            self.resume[f"outputs.{dataset_name}.{key}"] = value
 
     @hook_impl(tryfirst=True)  # before kedro-mlflow ends the run
     def after_pipeline_run(self) -> None:
         self._close()
-        metrics = self.stage_metrics()
+        metrics = {**self.stage_metrics(), **self.resume}
         self._log(lambda mlflow: mlflow.log_metrics(metrics))
         self._log(self._log_artifacts)
 

@@ -189,6 +189,7 @@ class SegmentTree:
         require_captions: bool = True,
         strict: bool = False,
         require_gpt: bool = True,
+        min_leaf_s: float = MIN_LEAF_S,
     ) -> list[str]:
         """Every way this tree breaks the release invariants (empty if none).
 
@@ -201,6 +202,8 @@ class SegmentTree:
                 release files are only valid without it.
             require_gpt: With ``require_captions``, also require ``gpt`` where the
                 release has it (off for trees before Stage 3).
+            min_leaf_s: The shortest leaf allowed (the release: 0.5 s; a tree
+                built with another ``min_segment_s`` is checked against that).
 
         Returns:
             One readable message per violation.
@@ -239,8 +242,8 @@ class SegmentTree:
             children = kids.get(node.node_id, [])
             if children:
                 problems += self._partition_problems(label, node, children)
-            elif node.duration < MIN_LEAF_S - TIME_TOLERANCE_S:
-                problems.append(f"{label} is a leaf shorter than {MIN_LEAF_S} s")
+            elif node.duration < min_leaf_s - TIME_TOLERANCE_S:
+                problems.append(f"{label} is a leaf shorter than {min_leaf_s} s")
             problems += self._field_problems(
                 label, node, bool(children), require_captions, strict, require_gpt
             )

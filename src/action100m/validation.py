@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pyarrow as pa
 
 from action100m.schema import schema_differences
@@ -20,7 +22,8 @@ def table_violations(
         table: The table read from a release-schema parquet.
         require_captions: Require the Stage 2/3 fields where the release has them.
         strict: Also require ``plm_caption`` on every node (see
-            :meth:`~action100m.tree.SegmentTree.violations`).
+            :meth:`~action100m.tree.SegmentTree.violations`) and finite,
+            non-negative transcript times.
         require_gpt: With ``require_captions``, also require the Stage 3 fields.
 
     Returns:
@@ -41,4 +44,20 @@ def table_violations(
         problems += SegmentTree.from_release_row(row).violations(
             require_captions, strict, require_gpt
         )
+        if strict:
+            problems += transcript_problems(uid, row.get("metadata") or {})
+    return problems
+
+
+def transcript_problems(uid: str, metadata: dict) -> list[str]:
+    """Transcript times that are not finite, non-negative numbers of seconds."""
+    problems = []
+    for entry in metadata.get("transcript") or []:
+        time = (entry or {}).get("time")
+        try:
+            ok = math.isfinite(float(time)) and float(time) >= 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            problems.append(f"{uid}: transcript time {time!r} is not a finite time")
     return problems

@@ -114,9 +114,12 @@ def collect_work(result: Any, video_s: float) -> Any:
 def collecting_work(
     results: dict[str, Callable[[], Any]], video_manifest: list[dict[str, Any]]
 ) -> dict[str, Callable[[], Any]]:
-    """The same lazy results, each handing its ``work`` to :data:`RUN_WORK`."""
+    """The same lazy results, each handing its ``work`` to :data:`RUN_WORK`.
+
+    The mapping is changed in place, so that it keeps its type (the scheduler's
+    :class:`~action100m.executor.VideoWork`, which the save asks what to run).
+    """
     durations = {v["video_uid"]: float(v["duration"]) for v in video_manifest}
-    return {
-        uid: (lambda uid=uid, run=run: collect_work(run(), durations[uid]))
-        for uid, run in results.items()
-    }
+    for uid, run in list(results.items()):
+        results[uid] = lambda uid=uid, run=run: collect_work(run(), durations[uid])
+    return results

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -13,6 +14,9 @@ import fsspec
 
 from action100m.errors import OutputWriteError
 
+# A temp name adds 14 bytes to the target's; longer targets get a hashed temp
+# name, so the usual 255-byte limit on a name never fails a write that fits.
+MAX_TMP_STEM_BYTES = 255 - 14
 _CAUSES = {
     errno.ENOSPC: "the disk is full",
     errno.EDQUOT: "the disk quota is exceeded",
@@ -39,7 +43,8 @@ def write_error(path: str, exc: OSError) -> OutputWriteError:
 def atomic_open(fs: fsspec.AbstractFileSystem, path: str) -> Iterator[IO[bytes]]:
     """Open ``path`` for binary writing so readers never see a partial file.
 
-    On local disks the data goes to ``.<name>.<random>.tmp`` beside the target and
+    On local disks the data goes to ``.<name>.<random>.tmp`` (``<name>`` hashed
+    when that would be too long a name) beside the target and
     is renamed over it once complete (a failure removes the temp file). Object
     stores publish an object only when its upload completes, so they are written
     directly.
@@ -52,6 +57,8 @@ def atomic_open(fs: fsspec.AbstractFileSystem, path: str) -> Iterator[IO[bytes]]
             yield handle
         return
     folder, name = os.path.split(path)
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_TMP_STEM_BYTES:
+        name = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()
     tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         os.makedirs(folder or ".", exist_ok=True)

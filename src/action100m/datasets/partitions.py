@@ -10,6 +10,18 @@ A value that is a :class:`~action100m.errors.VideoFailure` is written to
 ``_errors/<video_uid>.json`` instead; loading returns it in place of the video's
 result, so later stages pass it on and the export lists it.
 
+Each partition computed from a :class:`~action100m.executor.VideoWork` gets a
+record of what made it (``_made_by/<name>.json``, see
+:mod:`action100m.fingerprint`): a rerun reuses a partition only when that record
+matches what the current settings would make, and recomputes it otherwise. The
+dataset tells the work which videos it will compute before asking for any, so no
+video whose output is reused is ever submitted.
+
+A ``video_uid`` too long for a file name (``<uid><suffix>`` plus the atomic
+writer's temp-file affixes must fit the usual 255-byte limit) is stored under a
+bounded name, its first bytes plus ``~`` and a hash of the whole uid; the record
+beside it keeps the full uid.
+
 A save that ends with every video's partition in place writes ``_SUCCESS``; a
 save that starts removes it. The dataset "exists" for Kedro only with that
 marker, so ``kedro run --only-missing-outputs`` reruns a node exactly when some
@@ -26,6 +38,7 @@ Example YAML::
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -39,10 +52,32 @@ from kedro.io import AbstractDataset, DatasetError
 
 from action100m.datasets.atomic import atomic_open
 from action100m.errors import VideoFailure
+from action100m.fingerprint import differences
 
 logger = logging.getLogger(__name__)
 ERRORS_FOLDER = "_errors"
+RECORDS_FOLDER = "_made_by"
 DONE_MARKER = "_SUCCESS"
+MAX_NAME_BYTES = 200  # longer uids get a hashed name (room for suffix and temp)
+
+
+def partition_name(video_uid: str) -> str:
+    """The file-name stem of a video's partitions: the uid, or a bounded stand-in.
+
+    A uid of at most ``MAX_NAME_BYTES`` UTF-8 bytes is its own name; a longer one
+    becomes its first ``MAX_NAME_BYTES`` bytes (cut at a character boundary) plus
+    ``~`` and 16 hex digits of its SHA-256, so two long uids never share a name
+    and any name longer than ``MAX_NAME_BYTES`` bytes is a stand-in.
+    """
+    raw = video_uid.encode("utf-8", "surrogateescape")
+    if len(raw) <= MAX_NAME_BYTES:
+        return video_uid
+    head = raw[:MAX_NAME_BYTES].decode("utf-8", "ignore")
+    return f"{head}~{hashlib.sha256(raw).hexdigest()[:16]}"
+
+
+def _is_stand_in(name: str) -> bool:
+    return len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES
 
 
 def check_partition_id(video_uid: str) -> str:
@@ -69,11 +104,28 @@ def _to_jsonable(value: Any) -> Any:
 
 
 class PartitionLoaders(dict):
-    """``video_uid -> loader`` mapping; ``failed`` names the recorded failures."""
+    """``video_uid -> loader`` mapping; ``failed`` names the recorded failures.
 
-    def __init__(self, *args: Any, failed: set[str] | None = None, **kwargs: Any):
+    ``fingerprint(uid)`` is the fingerprint of what made the video's partition
+    (``None`` without a record), for the next stage's own records.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        failed: set[str] | None = None,
+        records: Callable[[str], dict[str, Any] | None] | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.failed = set(failed or ())
+        self._records = records
+
+    def fingerprint(self, video_uid: str) -> str | None:
+        if self._records is None or video_uid not in self or video_uid in self.failed:
+            return None
+        record = self._records(video_uid)
+        return None if record is None else record.get("fingerprint")
 
 
 def load_upstream(
@@ -136,11 +188,27 @@ class VideoPartitionsDataset(AbstractDataset[dict[str, Any], PartitionLoaders]):
     # ------------------------------------------------------------------ paths
     def partition_path(self, video_uid: str) -> str:
         check_partition_id(video_uid)
-        return posixpath.join(self._root, f"{video_uid}{self._suffix}")
+        return posixpath.join(self._root, f"{partition_name(video_uid)}{self._suffix}")
 
     def error_path(self, video_uid: str) -> str:
         check_partition_id(video_uid)
-        return posixpath.join(self._root, ERRORS_FOLDER, f"{video_uid}.json")
+        name = f"{partition_name(video_uid)}.json"
+        return posixpath.join(self._root, ERRORS_FOLDER, name)
+
+    def record_path(self, video_uid: str) -> str:
+        check_partition_id(video_uid)
+        name = f"{partition_name(video_uid)}.json"
+        return posixpath.join(self._root, RECORDS_FOLDER, name)
+
+    def made_by(self, video_uid: str) -> dict[str, Any] | None:
+        """The record of what made the video's partition, if there is one."""
+        path = self.record_path(video_uid)
+        if not self._fs.exists(path):
+            return None
+        try:
+            return json.loads(self._fs.cat_file(path))
+        except ValueError:
+            return None
 
     def _list(self, folder: str, suffix: str) -> list[str]:
         if not self._fs.isdir(folder):
@@ -166,18 +234,35 @@ class VideoPartitionsDataset(AbstractDataset[dict[str, Any], PartitionLoaders]):
     def _read_failure(self, path: str) -> VideoFailure:
         return VideoFailure.from_dict(self._read(path))
 
+    def _uid_of(self, name: str, record_path: str) -> str | None:
+        """The uid stored under ``name`` (a stand-in is looked up in its record)."""
+        if not _is_stand_in(name):
+            return name
+        try:
+            return json.loads(self._fs.cat_file(record_path)).get("video_uid")
+        except (OSError, ValueError):
+            return None  # no record yet (cut short): as if absent
+
     def load(self) -> PartitionLoaders:
         loaders: dict[str, Callable[[], Any]] = {}
         failed = set()
-        for uid in self._list(posixpath.join(self._root, ERRORS_FOLDER), ".json"):
-            path = self.error_path(uid)
-            loaders[uid] = lambda path=path: self._read_failure(path)
-            failed.add(uid)
-        for uid in self._list(self._root, self._suffix):
-            path = self.partition_path(uid)
-            loaders[uid] = lambda path=path: self._read(path)
-            failed.discard(uid)
-        return PartitionLoaders(sorted(loaders.items()), failed=failed)
+        errors = posixpath.join(self._root, ERRORS_FOLDER)
+        for name in self._list(errors, ".json"):
+            path = posixpath.join(errors, f"{name}.json")
+            uid = self._uid_of(name, path)
+            if uid is not None:
+                loaders[uid] = lambda path=path: self._read_failure(path)
+                failed.add(uid)
+        records = posixpath.join(self._root, RECORDS_FOLDER)
+        for name in self._list(self._root, self._suffix):
+            uid = self._uid_of(name, posixpath.join(records, f"{name}.json"))
+            if uid is not None:
+                path = posixpath.join(self._root, f"{name}{self._suffix}")
+                loaders[uid] = lambda path=path: self._read(path)
+                failed.discard(uid)
+        return PartitionLoaders(
+            sorted(loaders.items()), failed=failed, records=self.made_by
+        )
 
     def exists_partition(self, video_uid: str) -> bool:
         return self._fs.exists(self.partition_path(video_uid))
@@ -196,38 +281,91 @@ class VideoPartitionsDataset(AbstractDataset[dict[str, Any], PartitionLoaders]):
                     json.dumps(value, ensure_ascii=False, default=_to_jsonable).encode()
                 )
 
+    def _plan(self, data: dict[str, Any]) -> tuple[list[str], int, dict]:
+        """The videos to compute, how many are reused, and why others changed."""
+        todo, reused, changed = [], 0, {}
+        expected = getattr(data, "made_by", None)
+        for uid in data:
+            if self._skip_existing and self._fs.exists(self.partition_path(uid)):
+                want = expected(uid) if expected else None
+                have = self.made_by(uid) if want else None
+                if want is None or (have or {}).get("fingerprint") == want.get(
+                    "fingerprint"
+                ):
+                    reused += 1
+                    continue
+                changed[uid] = differences(have, want)
+            todo.append(uid)
+        if changed and getattr(data, "on_changed", "recompute") == "stop":
+            uid, lines = next(iter(changed.items()))
+            raise DatasetError(
+                f"{self._path}: {len(changed)} output(s) were made with other "
+                f"settings (executor.on_changed=stop); {uid}: " + "; ".join(lines[:5])
+            )
+        if hasattr(data, "plan"):
+            data.plan(todo)
+        return todo, reused, changed
+
+    def _store(self, uid: str, value: Any, record: dict | None) -> bool:
+        """Write one video's result (or failure); ``True`` if it succeeded."""
+        if not isinstance(value, VideoFailure):
+            try:
+                self._write(self.partition_path(uid), value)
+            except (TypeError, ValueError) as exc:  # not one the format can hold
+                value = VideoFailure(uid, "save", f"cannot store the result: {exc}")
+        if isinstance(value, VideoFailure):
+            self._write(self.error_path(uid), value.to_dict())
+            for stale in (self.partition_path(uid), self.record_path(uid)):
+                if self._fs.exists(stale):
+                    self._fs.rm(stale)  # an output made otherwise is not this one
+            return False
+        if record is not None or _is_stand_in(partition_name(uid)):
+            self._write(self.record_path(uid), {"video_uid": uid, **(record or {})})
+        elif self._fs.exists(self.record_path(uid)):
+            self._fs.rm(self.record_path(uid))  # it described the old partition
+        if self._fs.exists(self.error_path(uid)):
+            self._fs.rm(self.error_path(uid))
+        return True
+
     def save(self, data: dict[str, Any]) -> None:
-        written = skipped = failed = 0
         marker = posixpath.join(self._root, DONE_MARKER)
         if self._fs.exists(marker):
             self._fs.rm(marker)
-        for uid, item in data.items():
-            path = self.partition_path(uid)
-            if self._skip_existing and self._fs.exists(path):
-                skipped += 1
-                continue
+        todo, reused, changed = self._plan(data)
+        written = failed = 0
+        record_of = getattr(data, "made_by", None)
+        for uid in todo:
+            item = data[uid]
             value = item() if callable(item) else item
-            if isinstance(value, VideoFailure):
-                self._write(self.error_path(uid), value.to_dict())
+            if self._store(uid, value, record_of(uid) if record_of else None):
+                written += 1
+            else:
                 failed += 1
-                continue
-            self._write(path, value)
-            if self._fs.exists(self.error_path(uid)):
-                self._fs.rm(self.error_path(uid))
-            written += 1
         if not failed:
             with atomic_open(self._fs, marker) as handle:
-                handle.write(json.dumps({"videos": written + skipped}).encode())
+                handle.write(json.dumps({"videos": written + reused}).encode())
+        self.counts = {
+            "written": written,
+            "recomputed": len(changed),
+            "reused": reused,
+            "failed": failed,
+        }
         logger.info(
-            "%s: %d written, %d already done, %d failed",
+            "%s: %d written (%d made with other settings before), %d reused, "
+            "%d failed",
             self._path,
             written,
-            skipped,
+            len(changed),
+            reused,
             failed,
         )
 
     def _exists(self) -> bool:
         return self._fs.exists(posixpath.join(self._root, DONE_MARKER))
+
+    def was_saved(self) -> bool:
+        """Whether a save ever started here (some videos may have failed)."""
+        return self._fs.isdir(self._root)
 
     def _describe(self) -> dict[str, Any]:
         return {

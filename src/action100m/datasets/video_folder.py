@@ -2,7 +2,9 @@
 
 Loading decodes nothing: it returns :class:`~action100m.video.VideoSource`
 handles (path plus ``<stem>.json`` / ``.srt`` / ``.vtt`` sidecars); the stages
-stream frames from them.
+stream frames from them. The listing also names every file it skips (a video
+name with no usable stem, a sidecar without its video) and every symbolic link
+that points outside the folder, so ingest can record each with its reason.
 
 Example YAML::
 
@@ -14,6 +16,7 @@ Example YAML::
 
 from __future__ import annotations
 
+import os
 import posixpath
 from typing import Any
 
@@ -35,6 +38,21 @@ VIDEO_EXTENSIONS = (
     ".ts",
 )
 SIDECAR_EXTENSIONS = (".json", ".srt", ".vtt")
+GROUND_TRUTH_SUFFIX = ".cuts.json"  # read by evaluation, not a sidecar
+
+
+class VideoListing(list):
+    """The videos of a folder, plus what was skipped and where links lead.
+
+    Attributes:
+        skipped: ``{name, path, reason}`` of each file that is not used.
+        outside: ``path -> target`` of each link that leaves the folder.
+    """
+
+    def __init__(self, videos, skipped=(), outside=None) -> None:
+        super().__init__(videos)
+        self.skipped = list(skipped)
+        self.outside = dict(outside or {})
 
 
 class VideoFolderDataset(AbstractDataset[None, list[VideoSource]]):
@@ -70,27 +88,55 @@ class VideoFolderDataset(AbstractDataset[None, list[VideoSource]]):
     def _url(self, path: str) -> str:
         return self._fs.unstrip_protocol(path) if "://" in self._path else path
 
-    def load(self) -> list[VideoSource]:
+    def _outside(self, paths: list[str]) -> dict[str, str]:
+        """Local files whose real location is not inside the folder."""
+        if "://" in self._path and not self._path.startswith("file://"):
+            return {}
+        root = os.path.realpath(self._root)
+        found = {}
+        for path in paths:
+            real = os.path.realpath(path)
+            if os.path.commonpath([root, real]) != root:
+                found[self._url(path)] = real
+        return found
+
+    def load(self) -> VideoListing:
         if not self._fs.isdir(self._root):
             raise DatasetError(f"video folder {self._path} does not exist")
         found = self._fs.find(self._root, maxdepth=None if self._recursive else 1)
         by_stem: dict[str, list[str]] = {}
-        videos = []
+        videos: list[tuple[str, str]] = []
+        skipped: list[dict[str, str]] = []
+
+        def skip(path: str, why: str) -> None:
+            name = posixpath.basename(path)
+            reason = f"skipped: {name!r} {why}"
+            skipped.append({"name": name, "path": self._url(path), "reason": reason})
+
         for path in sorted(found):
             stem, ext = posixpath.splitext(path)
             ext = ext.lower()
+            name = posixpath.basename(path)
             if ext in SIDECAR_EXTENSIONS:
-                by_stem.setdefault(stem, []).append(self._url(path))
+                by_stem.setdefault(stem, []).append(path)
             elif ext in self._extensions:
                 videos.append((stem, path))
-        return [
+            elif name.lower().endswith(self._extensions):
+                skip(path, "has no usable name before its extension")
+        for stem in sorted(set(by_stem) - {stem for stem, _ in videos}):
+            for path in by_stem[stem]:
+                if not path.lower().endswith(GROUND_TRUTH_SUFFIX):
+                    skip(path, "is a sidecar without a video of the same name")
+        listing = [
             VideoSource(
                 video_uid=posixpath.basename(stem),
                 path=self._url(path),
-                sidecars=tuple(by_stem.get(stem, ())),
+                sidecars=tuple(self._url(p) for p in by_stem.get(stem, ())),
             )
             for stem, path in videos
         ]
+        used = [f for stem, p in videos for f in (p, *by_stem.get(stem, ()))]
+        return VideoListing(listing, skipped, self._outside(used))
 
     def save(self, data: None) -> None:
         raise DatasetError("VideoFolderDataset is read-only")

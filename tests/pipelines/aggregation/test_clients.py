@@ -304,7 +304,8 @@ def _small_tree():
 
 def test_prompt_injection_cannot_reach_other_videos(tmp_path):
     from action100m.llm.schema import GptAnnotation
-    from action100m.pipelines.aggregation.nodes import annotate_videos
+    from action100m.params import ExecutorParams
+    from action100m.pipelines.aggregation.nodes import annotate_trees
     from tests.pipelines.aggregation.test_prompts import HOSTILE, captioned_tree
 
     def obedient_model(body: dict) -> str:  # a model that follows injections
@@ -327,7 +328,12 @@ def test_prompt_injection_cannot_reach_other_videos(tmp_path):
             settings = params.model_copy(deep=True)
             settings.llm.base_url = server.base_url
             settings.llm.cache_dir = str(tmp_path / cache)
-            lazy = annotate_videos({u: (lambda u=u: trees[u]) for u in uids}, settings)
+            lazy = annotate_trees(
+                {u: (lambda u=u: trees[u]) for u in uids},
+                settings,
+                ExecutorParams(),
+                lambda uid: {},
+            )
             return {u: lazy[u]() for u in uids}, server.requests
 
     together, requests = run(["hostile", "plain"], "both")

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from pathlib import Path
 
 import av
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from action100m.datasets import VideoFolderDataset
+from action100m.datasets.partitions import MAX_NAME_BYTES
 from action100m.metadata import parse_subtitles
 from action100m.params import IngestParams
 from action100m.pipelines.ingest.nodes import probe_videos
+from action100m.schema import RELEASE_SCHEMA
 
 
 def _write_frames(path, n_frames, fps=25, size=(64, 48)):
@@ -253,3 +258,84 @@ def test_rotation_metadata_gives_upright_frames(tmp_path):
     )
     assert errors == [] and manifest[0]["rotation"] == 90
     assert (manifest[0]["width"], manifest[0]["height"]) == (48, 96)
+
+
+def hostile_folder(root, good_video) -> tuple[Path, list[str]]:
+    """Inputs a careless user leaves in a folder, beside two good videos.
+
+    Returns:
+        The folder and the two good videos' uids.
+    """
+    folder = root / "videos"
+    folder.mkdir()
+    long_title = "料理の作り方を説明する動画" * 7  # 91 CJK characters, 273 bytes
+    good = ["plain", long_title[:80]]
+    for uid in good:
+        shutil.copy(good_video, folder / f"{uid}.mp4")
+    outside = root / "outside"
+    outside.mkdir()
+    shutil.copy(good_video, outside / "elsewhere.mp4")
+    (outside / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    for name in ("nan_time", "inf_time", "bad_types", "broken_srt", "linked_srt"):
+        shutil.copy(good_video, folder / f"{name}.mp4")
+    nan_time = '{"transcript": [{"time": NaN, "text": "a"}]}'
+    (folder / "nan_time.json").write_text(nan_time)
+    (folder / "inf_time.json").write_text(
+        json.dumps({"transcript": [{"time": "Infinity", "text": "a"}]})
+    )
+    (folder / "bad_types.json").write_text(
+        json.dumps({"title": 3, "view_count": "many", "like_count": [1]})
+    )
+    (folder / "broken_srt.srt").write_text("1\n00:00:01,000 --> soon\nhello\n")
+    (folder / "linked_srt.srt").symlink_to(outside / "passwd")
+    (folder / "linked_video.mp4").symlink_to(outside / "elsewhere.mp4")
+    (folder / "..mp4").write_bytes(b"")
+    (folder / "orphan.json").write_text("{}")
+    (folder / "empty.mp4").write_bytes(b"")
+    os.close(os.open(bytes(folder) + b"/latin1_caf\xe9.mp4", os.O_CREAT | os.O_WRONLY))
+    return folder, good
+
+
+def test_hostile_inputs_each_get_one_specific_error(tmp_path, cut_videos):
+    folder, good = hostile_folder(tmp_path, cut_videos[0] / "cuts_c.mp4")
+    manifest, errors = probe_videos(
+        VideoFolderDataset(path=str(folder)).load(), IngestParams()
+    )
+    assert sorted(m["video_uid"] for m in manifest) == sorted(good)
+    long_row = next(m for m in manifest if m["video_uid"] == good[1])
+    stand_in = long_row["partition_name"]  # where its outputs are stored
+    assert stand_in.startswith(good[1][:60]) and "~" in stand_in
+    assert len(stand_in.encode()) <= MAX_NAME_BYTES + 17 < len(good[1].encode())
+    reasons = {e["video_uid"]: e["reason"] for e in errors}
+    assert len(reasons) == len(errors)  # one line per input
+    assert "not a finite number" in reasons["nan_time"]
+    assert "not a finite number" in reasons["inf_time"]
+    for field in ("title", "view_count", "like_count"):  # every problem, not the first
+        assert f"field {field}" in reasons["bad_types"]
+    assert "bad_types.json" in reasons["bad_types"]
+    assert "broken_srt.srt" in reasons["broken_srt"]
+    assert "outside the videos folder" in reasons["linked_srt"]
+    assert "outside the videos folder" in reasons["linked_video"]
+    assert "no usable name" in reasons["..mp4"]
+    assert "without a video" in reasons["orphan.json"]
+    assert "0 bytes" in reasons["empty"]
+    assert "not valid UTF-8" in reasons["latin1_caf\ufffd"]
+    json.dumps(errors).encode()  # every record can be written
+
+    allowed = IngestParams(allow_external_links=True)
+    listing = VideoFolderDataset(path=str(folder)).load()
+    manifest, errors = probe_videos(listing, allowed)
+    assert "linked_video" in {m["video_uid"] for m in manifest}
+    reasons = {e["video_uid"]: e["reason"] for e in errors}
+    assert "no subtitle cue" in reasons["linked_srt"]  # not an empty transcript
+
+
+def test_validate_strict_rejects_non_finite_transcript_times(release_sample):
+    import pyarrow.parquet as pq
+
+    from action100m.validation import table_violations
+
+    rows = pq.read_table(release_sample).slice(0, 1).to_pylist()
+    rows[0]["metadata"]["transcript"] = [{"time": "nan", "text": "a"}]
+    table = pa.Table.from_pylist(rows, schema=RELEASE_SCHEMA)
+    assert any("'nan'" in p for p in table_violations(table, strict=True))

@@ -63,6 +63,19 @@ def test_shot_purity_on_footage_with_known_cuts(cut_videos):
             assert np.abs(boundaries - cut).min() <= 0.17, (uid, cut)
 
 
+@pytest.mark.parametrize("min_segment_s", [0.25, 1.0])
+def test_configured_min_segment_s_bounds_every_leaf(cut_videos, min_segment_s):
+    folder, _ = cut_videos
+    params = DEMO_PARAMS.model_copy(deep=True)
+    params.tree.min_segment_s = min_segment_s
+    tree = _tree(folder, "cuts_b", params)  # build_tree checks the invariants
+    leaves = tree.leaves()
+    assert len(leaves) > 4
+    assert min(n.duration for n in leaves) >= min_segment_s - 1e-3
+    if min_segment_s < 0.5:  # finer than the release's 0.5 s, and still valid
+        assert min(n.duration for n in leaves) < 0.5
+
+
 def test_sampler_keeps_one_of_every_stride_frames_with_stream_times(cut_videos):
     folder, _ = cut_videos
     source = VideoSource("cuts_c", str(folder / "cuts_c.mp4"))

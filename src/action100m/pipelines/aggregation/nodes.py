@@ -1,10 +1,11 @@
 """Stage 3: structured annotations of every eligible node, with Self-Refine.
 
 In-process, videos are annotated concurrently (``videos_in_flight`` ahead of the
-one being saved) and all their eligible nodes share the client's bound on
-requests in flight; each video's result is saved as soon as it is complete. With
-``executor.kind: ray`` a pool of actors, each with its own client (and its own
-model for the ``transformers`` backend), annotates one video each at a time.
+one being saved, among those not already done) and all their eligible nodes
+share the client's bound on requests in flight; each video's result is saved as
+soon as it is complete. With ``executor.kind: ray`` a pool of actors, each with
+its own client (and its own model for the ``transformers`` backend), annotates
+one video each at a time. Both go through :func:`~action100m.executor.map_videos`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any
 from action100m.assembly import assemble_tree
 from action100m.datasets import PartitionLoaders
 from action100m.errors import VideoFailure, record_failure
-from action100m.executor import map_videos
+from action100m.executor import VideoWork, map_videos
+from action100m.fingerprint import made_by, stage_identity
 from action100m.llm.factory import make_chat_client
 from action100m.llm.prompts import PromptTemplate, load_prompt_template
 from action100m.llm.refine import BackgroundLoop, annotate_tree
@@ -32,8 +34,9 @@ STAGE = "aggregation"
 class AggregationWorker:
     """Annotates captioned trees; its client (or model) starts once per process.
 
-    ``submit`` starts one video on a background event loop, so several videos
-    can be in flight; calling the worker annotates one video and waits.
+    ``submit`` starts one video on a background event loop, so the scheduler can
+    keep several videos in flight; calling the worker annotates one video and
+    waits.
     """
 
     def __init__(
@@ -44,50 +47,55 @@ class AggregationWorker:
         self.client = make_chat_client(params.llm)
         self.loop: BackgroundLoop | None = None
 
-    def submit(self, load: Callable[[], SegmentTree | VideoFailure]) -> Future:
-        """Start annotating the tree ``load`` gives (a failure is passed on)."""
+    def submit(self, tree: SegmentTree) -> Future:
+        """Start annotating ``tree``."""
         if self.loop is None:
             self.client.ensure_setup()  # a client that cannot start fails the run
             self.loop = BackgroundLoop()
-
-        async def run() -> Any:
-            tree = load()
-            if isinstance(tree, VideoFailure):
-                return tree
-            return await annotate_tree(self.client, tree, self.params, self.template)
-
-        return self.loop.submit(run())
+        return self.loop.submit(
+            annotate_tree(self.client, tree, self.params, self.template)
+        )
 
     def __call__(self, tree: SegmentTree) -> Any:
-        return record_failure(STAGE, tree.video_uid, self.submit(lambda: tree).result)
+        return record_failure(STAGE, tree.video_uid, self.submit(tree).result)
 
 
-def annotate_videos(
+def annotate_trees(
     trees: dict[str, Callable[[], SegmentTree | VideoFailure]],
     params: AggregationParams,
+    executor: ExecutorParams,
+    upstream: Callable[[str], dict[str, Any]],
     template: PromptTemplate | None = None,
-) -> dict[str, Callable[[], Any]]:
-    """Lazy ``video_uid -> annotations`` with a window of videos in flight.
+) -> VideoWork:
+    """Lazy ``video_uid -> annotations`` through the one per-video scheduler.
+
+    In-process, ``videos_in_flight`` videos are annotated at once (all their
+    nodes share the client's bound on requests in flight); on Ray, each actor
+    annotates one video at a time.
 
     Args:
         trees: ``video_uid -> callable`` giving the captioned tree (or a failure).
         params: Aggregation parameters.
-        template: The prompt template (None: the file ``params.prompt.template``).
+        executor: In-process or Ray fan-out, and the ``on_changed`` policy.
+        upstream: ``video_uid ->`` fingerprints of the outputs its tree comes from.
+        template: The prompt template (None: the file ``params.prompt.template``,
+            read here once, so that Ray workers get its texts, not a path).
 
     Returns:
         ``video_uid -> callable`` giving the video's annotations or its failure.
     """
-    worker = AggregationWorker(params, template)
-    uids = list(trees)
-    futures: dict[int, Future] = {}
+    template = template or load_prompt_template(params.prompt.template)
 
-    def work(index: int) -> Any:
-        for ahead in range(index, min(index + params.videos_in_flight, len(uids))):
-            if ahead not in futures:
-                futures[ahead] = worker.submit(trees[uids[ahead]])
-        return record_failure(STAGE, uids[index], futures.pop(index).result)
-
-    return {uid: (lambda i=i: work(i)) for i, uid in enumerate(uids)}
+    identity = stage_identity(STAGE, params, "aggregation", template.hash())
+    return map_videos(
+        STAGE,
+        trees,
+        partial(AggregationWorker, params, template),
+        executor,
+        resources={"num_gpus": params.llm.num_gpus},
+        made_by=lambda uid: made_by(identity, upstream(uid)),
+        local_in_flight=params.videos_in_flight,
+    )
 
 
 def annotate_segment_trees(
@@ -96,7 +104,7 @@ def annotate_segment_trees(
     video_manifest: list[dict[str, Any]],
     params: AggregationParams,
     executor: ExecutorParams,
-) -> dict[str, Callable[[], Any]]:
+) -> VideoWork:
     """Annotations of the manifest's captioned trees (lazy, one video per file).
 
     Args:
@@ -113,13 +121,12 @@ def annotate_segment_trees(
         v["video_uid"]: (lambda v=v: assemble_tree(v, STAGE, segment_trees, captions))
         for v in video_manifest
     }
-    # Read here, once: Ray workers get the texts, not a path to a file.
-    template = load_prompt_template(params.prompt.template)
-    if executor.kind == "local":
-        return annotate_videos(trees, params, template)
-    return map_videos(
+    return annotate_trees(
         trees,
-        partial(AggregationWorker, params, template),
+        params,
         executor,
-        {"num_gpus": params.llm.num_gpus},
+        lambda uid: {
+            "segment_trees": segment_trees.fingerprint(uid),
+            "captions": captions.fingerprint(uid),
+        },
     )

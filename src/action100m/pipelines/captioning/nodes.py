@@ -10,7 +10,6 @@ stretching (letterboxed or centre-cropped, ``frame_aspect``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -25,7 +24,8 @@ from action100m.captioners import (
 )
 from action100m.datasets import PartitionLoaders, load_upstream
 from action100m.errors import VideoFailure, record_failure
-from action100m.executor import map_videos
+from action100m.executor import VideoWork, map_videos
+from action100m.fingerprint import made_by, stage_identity
 from action100m.params import CaptioningParams, ExecutorParams
 from action100m.tree import Node, SegmentTree
 from action100m.video import FrameRequest, VideoSource, frames_at_times
@@ -231,7 +231,7 @@ def caption_trees(
     video_manifest: list[dict[str, Any]],
     params: CaptioningParams,
     executor: ExecutorParams,
-) -> dict[str, Callable[[], Any]]:
+) -> VideoWork:
     """Captions of every tree of the manifest's videos (lazy, one video at a time).
 
     Args:
@@ -249,10 +249,15 @@ def caption_trees(
         return data if isinstance(data, VideoFailure) else (data, video)
 
     payloads = {v["video_uid"]: (lambda v=v: payload(v)) for v in video_manifest}
+    identity = stage_identity(STAGE, params, "captioning")
     results = map_videos(
+        STAGE,
         payloads,
         partial(CaptioningWorker, params),
         executor,
-        {"num_gpus": params.plm.num_gpus},
+        resources={"num_gpus": params.plm.num_gpus},
+        made_by=lambda uid: made_by(
+            identity, {"segment_trees": segment_trees.fingerprint(uid)}
+        ),
     )
     return collecting_work(results, video_manifest)

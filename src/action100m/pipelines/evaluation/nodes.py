@@ -8,6 +8,7 @@ from typing import Any
 import pyarrow as pa
 
 from action100m.datasets import PartitionLoaders
+from action100m.params import SegmentationParams
 from action100m.quality import cut_metrics, refine_metrics, release_metrics
 from action100m.tree import SegmentTree
 
@@ -20,6 +21,7 @@ def evaluate_run(
     ground_truth_cuts: PartitionLoaders,
     video_manifest: list[dict[str, Any]],
     errors_table: list[dict[str, Any]],
+    segmentation: SegmentationParams,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Quality metrics of this run's release file and intermediate records.
 
@@ -29,12 +31,13 @@ def evaluate_run(
         ground_truth_cuts: ``<uid>.cuts.json`` files (``cut_times``), if any.
         video_manifest: Usable videos of this run.
         errors_table: Failed videos and nodes.
+        segmentation: Segmentation parameters (the shortest leaf allowed).
 
     Returns:
         MLflow metrics (``name -> {value, step}``) and a summary dict.
     """
     uids = [v["video_uid"] for v in video_manifest]
-    metrics = release_metrics(release_parquet)
+    metrics = release_metrics(release_parquet, segmentation.tree.min_segment_s)
     metrics["video_hours"] = sum(v["duration"] for v in video_manifest) / 3600
     metrics["failed_videos"] = sum("node_id" not in e for e in errors_table)
     metrics["failed_nodes"] = sum("node_id" in e for e in errors_table)

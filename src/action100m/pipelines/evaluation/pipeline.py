@@ -16,6 +16,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "ground_truth_cuts",
                     "video_manifest",
                     "errors_table",
+                    "params:segmentation",
                 ],
                 outputs=["quality_metrics", "run_summary"],
                 name="evaluate_run_node",

@@ -1,32 +1,38 @@
 """Reannotate: Stage 3 again on an existing release-schema parquet.
 
 The input's Stage 1/2 fields are kept as they are; ``gpt`` is recomputed for
-every eligible node (internal, at least 4 s) and nothing else changes.
+every eligible node (internal, at least 4 s) and nothing else changes. The result
+goes to the pipeline's own files (``reannotated.parquet`` and
+``reannotate_errors.jsonl``), never to the run's release parquet or errors table.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 
 from action100m.datasets import PartitionLoaders
 from action100m.datasets.partitions import check_partition_id
-from action100m.params import AggregationParams
-from action100m.pipelines.aggregation.nodes import annotate_videos
+from action100m.executor import VideoWork, map_videos
+from action100m.fingerprint import digest, made_by
+from action100m.params import AggregationParams, ExecutorParams
+from action100m.pipelines.aggregation.nodes import annotate_trees
 from action100m.tree import SegmentTree
 
 logger = logging.getLogger(__name__)
 STAGE = "reannotate"
 
 
-def split_release(release_input: pa.Table) -> dict[str, Callable[[], Any]]:
+def split_release(release_input: pa.Table, executor: ExecutorParams) -> VideoWork:
     """One release-JSON partition per video of the input (lazy).
 
     Args:
         release_input: A release-schema table.
+        executor: Its ``on_changed`` policy (a partition from another input
+            file is rewritten, or stops the run).
 
     Returns:
         ``video_uid -> callable`` giving the video's release JSON.
@@ -34,23 +40,38 @@ def split_release(release_input: pa.Table) -> dict[str, Callable[[], Any]]:
     uids = release_input.column("video_uid").to_pylist()
     for uid in uids:
         check_partition_id(uid)
+    index = {uid: i for i, uid in enumerate(uids)}
 
-    def row(index: int) -> dict[str, Any]:
-        data = release_input.slice(index, 1).to_pylist()[0]
+    def row(uid: str) -> dict[str, Any]:
+        data = release_input.slice(index[uid], 1).to_pylist()[0]
         return SegmentTree.from_release_row(data).to_release_json()
 
-    return {uid: (lambda i=i: row(i)) for i, uid in enumerate(uids)}
+    identity = {"stage": STAGE, "settings": {}, "models": {}, "prompt": None}
+    return map_videos(
+        STAGE,
+        {uid: (lambda uid=uid: row(uid)) for uid in uids},
+        lambda: lambda tree: tree,
+        executor.model_copy(update={"kind": "local"}),
+        made_by=lambda uid: made_by(identity, {"row": digest(row(uid))}),
+    )
 
 
 def annotate_release_trees(
-    reannotate_trees: PartitionLoaders, params: AggregationParams
-) -> dict[str, Callable[[], Any]]:
+    reannotate_trees: PartitionLoaders,
+    params: AggregationParams,
+    executor: ExecutorParams,
+) -> VideoWork:
     """Stage 3 annotations of the input's trees (lazy, one video per file)."""
     trees = {
         uid: (lambda uid=uid: SegmentTree.from_release_json(reannotate_trees[uid]()))
         for uid in reannotate_trees
     }
-    return annotate_videos(trees, params)
+    return annotate_trees(
+        trees,
+        params,
+        executor,
+        lambda uid: {"reannotate_trees": reannotate_trees.fingerprint(uid)},
+    )
 
 
 def merge_reannotated(

@@ -10,20 +10,20 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 func=split_release,
-                inputs="release_input",
+                inputs=["release_input", "params:executor"],
                 outputs="reannotate_trees",
                 name="split_release_node",
             ),
             Node(
                 func=annotate_release_trees,
-                inputs=["reannotate_trees", "params:aggregation"],
+                inputs=["reannotate_trees", "params:aggregation", "params:executor"],
                 outputs="reannotate_annotations",
                 name="annotate_release_trees_node",
             ),
             Node(
                 func=merge_reannotated,
                 inputs=["release_input", "reannotate_trees", "reannotate_annotations"],
-                outputs=["release_parquet", "errors_table"],
+                outputs=["reannotated_parquet", "reannotate_errors"],
                 name="merge_reannotated_node",
             ),
         ]

@@ -1,13 +1,14 @@
 """Stage 1: frame embeddings, then a Ward merge tree turned into segments.
 
-Both nodes return lazy mappings (``video_uid -> callable``): each video's work
-runs when its partition is saved, and videos already on disk are skipped.
+Both nodes return lazy mappings (``video_uid -> callable``) from the one
+scheduler (:func:`~action100m.executor.map_videos`): each video's work runs when
+its partition is saved, and videos whose output on disk was made with the same
+settings are never submitted.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -15,7 +16,8 @@ from action100m.clustering import temporal_ward_linkage
 from action100m.datasets import PartitionLoaders, load_upstream
 from action100m.embedders import Embedder, embed_frame_stream, make_embedder
 from action100m.errors import VideoError, VideoFailure, record_failure
-from action100m.executor import map_videos
+from action100m.executor import VideoWork, map_videos
+from action100m.fingerprint import digest, made_by, stage_identity
 from action100m.params import ExecutorParams, SegmentationParams
 from action100m.prefetch import prefetch
 from action100m.tree import SegmentTree
@@ -24,6 +26,11 @@ from action100m.work import collecting_work
 
 logger = logging.getLogger(__name__)
 STAGE = "segmentation"
+
+
+def video_identity(video: dict[str, Any]) -> str:
+    """A hash of the probed file (not its folder or its metadata)."""
+    return digest({k: v for k, v in video.items() if k not in ("path", "metadata")})
 
 
 def embed_video(
@@ -87,7 +94,7 @@ def embed_frames(
     video_manifest: list[dict[str, Any]],
     params: SegmentationParams,
     executor: ExecutorParams,
-) -> dict[str, Callable[[], Any]]:
+) -> VideoWork:
     """Per-frame embeddings of every video (lazy, one video at a time).
 
     Args:
@@ -99,11 +106,17 @@ def embed_frames(
         ``video_uid -> callable`` giving the video's embeddings or its failure.
     """
     payloads = {v["video_uid"]: (lambda v=v: v) for v in video_manifest}
+    identity = stage_identity(
+        "frame_embeddings", params.model_dump(exclude={"tree"}), "segmentation"
+    )
+    rows = {v["video_uid"]: v for v in video_manifest}
     results = map_videos(
+        STAGE,
         payloads,
         partial(EmbeddingWorker, params),
         executor,
-        {"num_gpus": params.embedder.num_gpus},
+        resources={"num_gpus": params.embedder.num_gpus},
+        made_by=lambda uid: made_by(identity, {"video": video_identity(rows[uid])}),
     )
     return collecting_work(results, video_manifest)
 
@@ -124,7 +137,9 @@ def build_tree(
         time_decimals=params.tree.time_decimals,
         metadata=video["metadata"],
     )
-    problems = tree.violations(require_captions=False)
+    problems = tree.violations(
+        require_captions=False, min_leaf_s=params.tree.min_segment_s
+    )
     if problems:
         raise VideoError("segment tree breaks invariants: " + "; ".join(problems[:3]))
     return tree.to_dict()
@@ -134,13 +149,15 @@ def build_segment_trees(
     frame_embeddings: PartitionLoaders,
     video_manifest: list[dict[str, Any]],
     params: SegmentationParams,
-) -> dict[str, Callable[[], Any]]:
+    executor: ExecutorParams,
+) -> VideoWork:
     """Segment trees of every video in the manifest (lazy).
 
     Args:
         frame_embeddings: Loaders of the per-video embeddings.
         video_manifest: Usable videos from ingest.
         params: Segmentation parameters.
+        executor: Its ``on_changed`` policy (trees are built in-process).
 
     Returns:
         ``video_uid -> callable`` giving the tree dict or the video's failure.
@@ -157,4 +174,20 @@ def build_segment_trees(
             video["path"],
         )
 
-    return {v["video_uid"]: (lambda v=v: work(v)) for v in video_manifest}
+    identity = stage_identity("segment_trees", params.tree)
+    rows = {v["video_uid"]: v for v in video_manifest}
+
+    def record(uid: str) -> dict[str, Any]:
+        upstream = {
+            "frame_embeddings": frame_embeddings.fingerprint(uid),
+            "metadata": digest(rows[uid]["metadata"]),
+        }
+        return made_by(identity, upstream)
+
+    return map_videos(
+        STAGE,
+        {uid: (lambda v=v: v) for uid, v in rows.items()},
+        lambda: work,
+        executor.model_copy(update={"kind": "local"}),
+        made_by=record,
+    )

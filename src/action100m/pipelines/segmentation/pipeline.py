@@ -16,7 +16,12 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 func=build_segment_trees,
-                inputs=["frame_embeddings", "video_manifest", "params:segmentation"],
+                inputs=[
+                    "frame_embeddings",
+                    "video_manifest",
+                    "params:segmentation",
+                    "params:executor",
+                ],
                 outputs="segment_trees",
                 name="build_segment_trees_node",
             ),
