@@ -43,6 +43,8 @@ class SegmentationParams(_Params):
     frame_stride: int = Field(4, ge=1)
     # Batches decoded (and preprocessed) ahead of the model, each in a thread.
     prefetch: int = Field(2, ge=0)
+    # Sampled frames per decoded batch (the unit that prefetching runs ahead by).
+    decode_batch: int = Field(16, ge=1)
     embedder: EmbedderParams = Field(default_factory=EmbedderParams)
     tree: TreeParams = Field(default_factory=TreeParams)
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+from typing import Any, Self
+
+from pydantic import BaseModel
+
 
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``."""
@@ -22,10 +27,28 @@ def resolve_dtype(dtype: str, device: str):
 
 
 class StageModel:
-    """Separates loading weights (``setup``, once per worker) from calls."""
+    """Separates loading weights (``setup``, once per worker) from calls.
+
+    :meth:`from_params` builds a model from its typed parameters: each
+    constructor argument takes the parameter of the same name, so a setting
+    added to both is configurable without restating it anywhere else.
+    Parameters the constructor does not take (``backend``, ``num_gpus`` ...)
+    belong to whoever schedules the model.
+    """
 
     def __init__(self) -> None:
         self._ready = False
+
+    @classmethod
+    def from_params(cls, params: BaseModel, **overrides: Any) -> Self:
+        """``cls(**matching parameters, **overrides)``; builds, loads nothing."""
+        accepted = inspect.signature(cls.__init__).parameters
+        values = {
+            name: getattr(params, name)
+            for name in type(params).model_fields
+            if name in accepted
+        }
+        return cls(**(values | overrides))
 
     def ensure_setup(self) -> None:
         """Call :meth:`setup` once."""

@@ -22,19 +22,15 @@ __all__ = [
 ]
 
 
+EMBEDDERS: dict[str, type[Embedder]] = {
+    "color_histogram": ColorHistogramEmbedder,
+    "vjepa2": VJEPA2Embedder,
+}
+
+
 def make_embedder(params: EmbedderParams) -> Embedder:
-    """Build the configured embedder (weights load later, in ``setup()``)."""
-    if params.backend == "color_histogram":
-        embedder: Embedder = ColorHistogramEmbedder()
-        embedder.window, embedder.window_stride = params.window, params.window_stride
-        return embedder
-    if not params.model_id:
+    """The configured embedder, built from its parameters (weights load later,
+    in ``setup()``)."""
+    if params.backend == "vjepa2" and not params.model_id:
         raise ValueError("segmentation.embedder.model_id is required for vjepa2")
-    return VJEPA2Embedder(
-        model_id=params.model_id,
-        revision=params.revision,
-        device=params.device,
-        dtype=params.dtype,
-        window=params.window,
-        window_stride=params.window_stride,
-    )
+    return EMBEDDERS[params.backend].from_params(params)

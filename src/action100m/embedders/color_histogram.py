@@ -39,6 +39,8 @@ class ColorHistogramEmbedder(Embedder):
         grid: The frame is split into ``grid x grid`` cells.
         cell_bins: Hue and value bins of each cell's histogram.
         short_side: Frames are decoded with this shorter side.
+        window: Frames per window (the descriptor itself is per frame).
+        window_stride: Frames between window starts.
     """
 
     def __init__(
@@ -47,8 +49,11 @@ class ColorHistogramEmbedder(Embedder):
         grid: int = 2,
         cell_bins: tuple[int, int] = (8, 4),
         short_side: int = 64,
+        window: int = 1,
+        window_stride: int = 1,
     ) -> None:
         super().__init__()
+        self.window, self.window_stride = window, window_stride
         self.bins = bins
         self.grid = grid
         self.cell_bins = cell_bins

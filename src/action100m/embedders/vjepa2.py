@@ -44,19 +44,16 @@ class VJEPA2Embedder(Embedder):
         self.window_stride = window_stride
         self.processor = None
         self.model = None
-        self._load_processor()
 
-    def _load_processor(self) -> None:
-        from transformers import AutoVideoProcessor
+    def setup(self) -> None:
+        from transformers import AutoVideoProcessor, VJEPA2Model
 
         self.processor = AutoVideoProcessor.from_pretrained(
             self.model_id, revision=self.revision
         )
         size = getattr(self.processor, "size", None) or {}
+        # Frames are decoded at the processor's input size, known from here on.
         self.short_side = int(size.get("shortest_edge") or 256)
-
-    def setup(self) -> None:
-        from transformers import VJEPA2Model
 
         self.device = resolve_device(self.device)
         torch_dtype = resolve_dtype(self.dtype, self.device)

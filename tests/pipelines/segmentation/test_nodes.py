@@ -9,6 +9,7 @@ from action100m.embedders import (
     ColorHistogramEmbedder,
     VJEPA2Embedder,
     embed_frame_stream,
+    make_embedder,
     window_starts,
 )
 from action100m.params import EmbedderParams, SegmentationParams
@@ -122,10 +123,11 @@ def test_tiny_vjepa2_runs_end_to_end(cut_videos, tiny_vjepa2):
             batch_size=2,
         ),
     )
-    embedder = VJEPA2Embedder(str(tiny_vjepa2), device="cpu", window=8, window_stride=4)
-    assert embedder.short_side == int(32 * 256 / 224)
+    embedder = make_embedder(params.embedder)
+    assert isinstance(embedder, VJEPA2Embedder) and embedder.processor is None
     video = _video(folder, "cuts_c")
-    embedder.ensure_setup()
+    embedder.ensure_setup()  # weights and processor load here, not before
+    assert embedder.short_side == int(32 * 256 / 224)
     embeddings = embed_video(embedder, video, params)
     n = len(embeddings["frame_times"])
     assert embeddings["embeddings"].shape == (n, 32)
@@ -133,3 +135,12 @@ def test_tiny_vjepa2_runs_end_to_end(cut_videos, tiny_vjepa2):
     tree = SegmentTree.from_dict(build_tree(video, embeddings, params))
     assert tree.violations(require_captions=False) == []
     assert tree.root.end == pytest.approx(video["duration"], abs=0.01)
+
+
+def test_embedders_are_built_from_their_parameters():
+    params = EmbedderParams(backend="color_histogram", window=3, window_stride=2)
+    embedder = make_embedder(params)
+    assert isinstance(embedder, ColorHistogramEmbedder)
+    assert (embedder.window, embedder.window_stride) == (3, 2)
+    with pytest.raises(ValueError, match="model_id is required"):
+        make_embedder(EmbedderParams(backend="vjepa2", model_id=None))

@@ -54,7 +54,7 @@ def embed_video(
             VideoSource(video["video_uid"], video["path"]),
             frame_stride=params.frame_stride,
             short_side=embedder.short_side,
-            batch_size=max(params.embedder.batch_size, 8),
+            batch_size=params.decode_batch,
             expected_duration=video["duration"],
         ),
         params.prefetch,
