@@ -56,6 +56,75 @@ class _Accumulator:
         return (self.sums[:n_frames] / counts[:, None]).astype(np.float32)
 
 
+class _HeldFrames:
+    """The preprocessed frames that windows still to run need, and those windows.
+
+    Frames arrive in order; a window start is queued once all its frames have
+    arrived, and frames before the first start still needed are let go.
+    """
+
+    def __init__(self, window: int, stride: int) -> None:
+        self.window, self.stride = window, stride
+        self.frames: list = []  # frames from index `offset` on
+        self.offset = 0
+        self.queued: list[int] = []  # complete windows not yet run
+        self.next_start = 0  # the first start not yet queued
+
+    @property
+    def known(self) -> int:
+        """Frames that have arrived so far."""
+        return self.offset + len(self.frames)
+
+    def extend(self, frames: list) -> None:
+        self.frames.extend(frames)
+        while self.next_start + self.window <= self.known:
+            self.queued.append(self.next_start)
+            self.next_start += self.stride
+
+    def take(self, count: int) -> list[int]:
+        starts, self.queued = self.queued[:count], self.queued[count:]
+        return starts
+
+    def windows(self, starts: list[int]) -> list[list]:
+        """The frames of each window (the last frame repeated past the end)."""
+        windows = []
+        for start in starts:
+            frames = self.frames[
+                start - self.offset : start - self.offset + self.window
+            ]
+            windows.append(frames + [frames[-1]] * (self.window - len(frames)))
+        return windows
+
+    def release(self) -> None:
+        """Let go of frames no queued window needs (keeping the last full window:
+        the end-aligned tail window may need it)."""
+        first = self.queued[0] if self.queued else self.next_start
+        keep_from = min(first, self.known - self.window)
+        if keep_from > self.offset:
+            del self.frames[: keep_from - self.offset]
+            self.offset = keep_from
+
+
+def _embed_windows(
+    embedder: Embedder,
+    held: _HeldFrames,
+    starts: list[int],
+    n_known: int,
+    acc: _Accumulator,
+) -> None:
+    """Run one batch of windows and spread each time step over its frames."""
+    if not starts:
+        return
+    out = np.asarray(embedder(embedder.stack(held.windows(starts))), dtype=np.float32)
+    per_step = max(1, held.window // out.shape[1])
+    for start, steps in zip(starts, out, strict=True):
+        for j, vector in enumerate(steps):
+            first = start + j * per_step
+            last = min(first + per_step, n_known)
+            if first < last:
+                acc.add(first, last, vector)
+
+
 def embed_frame_stream(
     embedder: Embedder,
     batches: Iterable[tuple[np.ndarray, Any]],
@@ -79,52 +148,25 @@ def embed_frame_stream(
     Returns:
         ``(times, embeddings)``: float64 ``(N,)`` and float32 ``(N, D)``.
     """
-    window, stride = embedder.window, embedder.window_stride
+    held = _HeldFrames(embedder.window, embedder.window_stride)
     acc = _Accumulator()
-    held: list = []  # preprocessed frames from index `offset` on
-    offset = 0
     times: list[np.ndarray] = []
-    pending: list[int] = []
-    next_start = 0
-
-    def run(starts: list[int], n_known: int) -> None:
-        windows = []
-        for start in starts:
-            frames = held[start - offset : start - offset + window]
-            frames = frames + [frames[-1]] * (window - len(frames))
-            windows.append(frames)
-        out = np.asarray(embedder(embedder.stack(windows)), dtype=np.float32)
-        per_step = max(1, window // out.shape[1])
-        for start, steps in zip(starts, out, strict=True):
-            for j, vector in enumerate(steps):
-                first = start + j * per_step
-                last = min(first + per_step, n_known)
-                if first < last:
-                    acc.add(first, last, vector)
-
     for batch_times, frames in batches:
         times.append(np.asarray(batch_times, dtype=np.float64))
         held.extend(frames if preprocessed else embedder.preprocess(frames))
-        n_known = offset + len(held)
-        while next_start + window <= n_known:
-            pending.append(next_start)
-            next_start += stride
-        while len(pending) >= batch_size:
-            run(pending[:batch_size], n_known)
-            pending = pending[batch_size:]
-        # Keep the last full window too: the end-aligned tail window may need it.
-        keep_from = min(pending[0] if pending else next_start, n_known - window)
-        if keep_from > offset:
-            del held[: keep_from - offset]
-            offset = keep_from
+        while len(held.queued) >= batch_size:
+            _embed_windows(embedder, held, held.take(batch_size), held.known, acc)
+        held.release()
 
     all_times = np.concatenate(times) if times else np.zeros(0)
     n_frames = len(all_times)
     if n_frames == 0:
         raise ValueError("no frames to embed")
-    issued = range(0, next_start, stride)
-    tail = [s for s in window_starts(n_frames, window, stride) if s not in issued]
-    remaining = pending + tail
-    for i in range(0, len(remaining), batch_size):
-        run(remaining[i : i + batch_size], n_frames)
+    issued = range(0, held.next_start, held.stride)
+    tail = [
+        s for s in window_starts(n_frames, held.window, held.stride) if s not in issued
+    ]
+    held.queued += tail
+    while held.queued:
+        _embed_windows(embedder, held, held.take(batch_size), n_frames, acc)
     return all_times, acc.mean(n_frames)
