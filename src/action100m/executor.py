@@ -28,6 +28,27 @@ from action100m.errors import VideoFailure, record_failure
 logger = logging.getLogger(__name__)
 
 
+class StageWorker:
+    """The per-video worker of a stage, in the manner of cosmos-curate's stages.
+
+    Its constructor builds the stage's models (their weights load once per
+    process or Ray actor), a call handles one video, :meth:`teardown` lets the
+    models go when the stage is done, and :meth:`resources` declares what one
+    worker needs from a Ray cluster, from the stage's parameters.
+    """
+
+    @classmethod
+    def resources(cls, *args: Any) -> dict[str, float]:
+        """Ray resources of one worker (``num_cpus``, ``num_gpus``)."""
+        return {}
+
+    def __call__(self, payload: Any) -> Any:
+        raise NotImplementedError
+
+    def teardown(self) -> None:
+        """Release models and clients (the worker is not called again)."""
+
+
 class _RayWorker:
     """Holds one stage worker inside a Ray actor."""
 
@@ -36,6 +57,9 @@ class _RayWorker:
 
     def run(self, payload: Any) -> Any:
         return self.worker(payload)
+
+    def teardown(self) -> None:
+        getattr(self.worker, "teardown", lambda: None)()
 
 
 def _ray_pool(factory, settings) -> list:
@@ -57,14 +81,66 @@ def _ray_pool(factory, settings) -> list:
     return [actor.remote(factory) for _ in range(settings.workers)]
 
 
+class _LocalRunner:
+    """Runs payloads on one worker in this process, built at the first payload."""
+
+    def __init__(self, stage: str, factory: Callable[[], Any]) -> None:
+        self.stage, self.factory, self.worker = stage, factory, None
+
+    def start(self, payload: Any) -> Callable[[], Any]:
+        if self.worker is None:
+            self.worker = self.factory()
+        worker = self.worker
+        if not hasattr(worker, "submit"):
+            return lambda: worker(payload)
+        future = worker.submit(payload)
+        uid = getattr(payload, "video_uid", None) or "?"
+        return lambda: record_failure(self.stage, uid, future.result)
+
+    def close(self) -> None:
+        if self.worker is not None:
+            getattr(self.worker, "teardown", lambda: None)()
+            self.worker = None
+
+
+class _RayRunner:
+    """Runs payloads round-robin on a pool of Ray actors, started at the first."""
+
+    def __init__(self, factory: Callable[[], Any], settings: Any) -> None:
+        self.factory, self.settings = factory, settings
+        self.pool: list = []
+        self.sent = 0
+
+    def start(self, payload: Any) -> Callable[[], Any]:
+        import ray
+
+        if not self.pool:
+            self.pool = _ray_pool(self.factory, self.settings)
+        ref = self.pool[self.sent % len(self.pool)].run.remote(payload)
+        self.sent += 1
+        return lambda: ray.get(ref)
+
+    def close(self) -> None:
+        """Tear the workers down and end the actors, freeing their GPUs for the
+        next stage."""
+        import ray
+
+        if self.pool:
+            ray.get([actor.teardown.remote() for actor in self.pool])
+            for actor in self.pool:
+                ray.kill(actor)
+        self.pool = []
+
+
 class VideoWork(dict):
     """``video_uid -> callable`` results of one stage, submitted ahead of the saves.
 
     Args:
         payloads: ``video_uid -> callable`` giving the worker's input, or a
             :class:`VideoFailure` to pass on without running the worker.
-        start: Submits one payload; returns a zero-argument callable that waits
-            for its result.
+        runner: Runs the stage's worker: ``start(payload)`` submits one payload
+            and returns a zero-argument callable that waits for its result;
+            ``close()`` tears the worker down once every planned video is done.
         max_in_flight: Videos submitted ahead of (and including) the one asked.
         made_by: ``video_uid -> dict`` describing what makes the output (see
             :mod:`action100m.fingerprint`); ``None`` when outputs carry none.
@@ -75,14 +151,14 @@ class VideoWork(dict):
     def __init__(
         self,
         payloads: dict[str, Callable[[], Any]],
-        start: Callable[[Any], Callable[[], Any]],
+        runner: _LocalRunner | _RayRunner,
         max_in_flight: int = 1,
         made_by: Callable[[str], dict[str, Any]] | None = None,
         on_changed: str = "recompute",
     ) -> None:
         super().__init__({uid: partial(self._result, uid) for uid in payloads})
         self._payloads = payloads
-        self._start = start
+        self._runner = runner
         self._max_in_flight = max(1, max_in_flight)
         self._made_by = made_by
         self.on_changed = on_changed
@@ -108,7 +184,7 @@ class VideoWork(dict):
         payload = self._payloads[uid]()
         if isinstance(payload, VideoFailure):
             return lambda: payload
-        return self._start(payload)
+        return self._runner.start(payload)
 
     def _result(self, uid: str) -> Any:
         index = self._position.get(uid)
@@ -119,16 +195,19 @@ class VideoWork(dict):
                 self._pending[other] = self._submit(other)
         waiter = self._pending.pop(uid, None) or self._submit(uid)
         self._done.add(uid)
-        return waiter()
+        result = waiter()
+        if not self._pending and self._done.issuperset(self._order):
+            self._runner.close()  # the stage's last planned video is done
+        return result
 
 
 def map_videos(
     stage: str,
     payloads: dict[str, Callable[[], Any]],
-    factory: Callable[[], Callable[[Any], Any]],
+    worker: type[StageWorker] | Callable[[], Callable[[Any], Any]],
     executor: Any,
     *,
-    resources: dict[str, float] | None = None,
+    args: tuple = (),
     made_by: Callable[[str], dict[str, Any]] | None = None,
     local_in_flight: int = 1,
 ) -> VideoWork:
@@ -138,11 +217,11 @@ def map_videos(
         stage: The stage's name (recorded with failures of submitted work).
         payloads: ``video_uid -> callable`` giving the worker's input, or a
             :class:`VideoFailure` to pass on without running the worker.
-        factory: Picklable zero-argument callable building the worker (models
-            load here, once per process or actor).
+        worker: A :class:`StageWorker` class, built as ``worker(*args)`` once per
+            process or actor, with the Ray resources it declares; or any
+            picklable zero-argument factory of a callable (no resources).
         executor: ``ExecutorParams`` (``kind``, ``ray`` settings, ``on_changed``).
-        resources: Overrides of the Ray resources for this stage
-            (``num_cpus``, ``num_gpus``).
+        args: The worker's constructor arguments (the stage's parameters).
         made_by: ``video_uid -> dict`` describing what makes each output.
         local_in_flight: Videos in flight in-process, for a worker with
             ``submit`` (a plain worker runs one video at a time).
@@ -151,34 +230,15 @@ def map_videos(
         The stage's :class:`VideoWork`.
     """
     on_changed = getattr(executor, "on_changed", "recompute")
+    factory = partial(worker, *args)
     if executor.kind == "local":
-        state: dict[str, Any] = {}
-
-        def start_local(payload: Any) -> Callable[[], Any]:
-            if "worker" not in state:
-                state["worker"] = factory()
-            worker = state["worker"]
-            if not hasattr(worker, "submit"):
-                return lambda: worker(payload)
-            future = worker.submit(payload)
-            uid = getattr(payload, "video_uid", None) or "?"
-            return lambda: record_failure(stage, uid, future.result)
-
-        in_flight = local_in_flight
-        return VideoWork(payloads, start_local, in_flight, made_by, on_changed)
-
-    settings = executor.ray.model_copy(update=resources or {})
-    pool: list = []
-    count = [0]
-
-    def start_ray(payload: Any) -> Callable[[], Any]:
-        import ray
-
-        if not pool:
-            pool.extend(_ray_pool(factory, settings))
-        ref = pool[count[0] % len(pool)].run.remote(payload)
-        count[0] += 1
-        return lambda: ray.get(ref)
-
-    in_flight = settings.max_in_flight
-    return VideoWork(payloads, start_ray, in_flight, made_by, on_changed)
+        runner: _LocalRunner | _RayRunner = _LocalRunner(stage, factory)
+        return VideoWork(payloads, runner, local_in_flight, made_by, on_changed)
+    declared = (
+        worker.resources(*args)
+        if isinstance(worker, type) and issubclass(worker, StageWorker)
+        else {}
+    )
+    settings = executor.ray.model_copy(update=declared)
+    runner = _RayRunner(factory, settings)
+    return VideoWork(payloads, runner, settings.max_in_flight, made_by, on_changed)

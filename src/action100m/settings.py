@@ -10,7 +10,8 @@ from action100m.tracking import RunTrackingHook
 # kedro-mlflow's hook is registered here in its flattening form instead of by
 # the plugin itself.
 HOOKS = (RunChecksHook(), FlatParamsMlflowHook(), RunTrackingHook())
-DISABLE_HOOKS_FOR_PLUGINS = ("kedro-mlflow",)
+# (its distribution names itself kedro_mlflow; the other spelling is for older ones)
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow", "kedro-mlflow")
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -50,6 +50,21 @@ class StageModel:
         }
         return cls(**(values | overrides))
 
+    #: Attributes that hold what ``setup`` loaded (weights, processors, clients).
+    loaded: tuple[str, ...] = ()
+
+    def teardown(self) -> None:
+        """Let go of what ``setup`` loaded; a later call sets it up again."""
+        for name in self.loaded:
+            if hasattr(self, name):
+                setattr(self, name, None)
+        self._ready = False
+        import sys
+
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
     def ensure_setup(self) -> None:
         """Call :meth:`setup` once."""
         if not self._ready:

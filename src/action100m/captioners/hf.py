@@ -75,6 +75,8 @@ class TransformersCaptioner(Captioner):
             prompts first (False: in the order given, prompts mixed).
     """
 
+    loaded = ("model", "processor")
+
     def __init__(
         self,
         model_id: str,

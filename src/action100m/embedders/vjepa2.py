@@ -26,6 +26,8 @@ class VJEPA2Embedder(Embedder):
         window_stride: Frames between window starts (paper: 8).
     """
 
+    loaded = ("model", "processor")
+
     def __init__(
         self,
         model_id: str,

@@ -60,6 +60,8 @@ class TransformersChatClient(ChatClient):
         **kwargs: See :class:`~action100m.llm.clients.ChatClient`.
     """
 
+    loaded = ("llm", "tokenizer", "grammar")
+
     backend = "transformers"
 
     def __init__(

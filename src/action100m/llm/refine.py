@@ -190,3 +190,9 @@ class BackgroundLoop:
 
     def submit(self, coroutine: Coroutine) -> Future:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def close(self) -> None:
+        """Stop the loop and its thread (after the work submitted so far)."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()

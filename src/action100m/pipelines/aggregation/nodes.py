@@ -13,13 +13,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future
-from functools import partial
 from typing import Any
 
 from action100m.assembly import assemble_tree
 from action100m.datasets import PartitionLoaders
 from action100m.errors import VideoFailure, record_failure
-from action100m.executor import VideoWork, map_videos
+from action100m.executor import StageWorker, VideoWork, map_videos
 from action100m.fingerprint import made_by, stage_identity
 from action100m.llm.factory import make_chat_client
 from action100m.llm.prompts import PromptTemplate, load_prompt_template
@@ -31,13 +30,19 @@ logger = logging.getLogger(__name__)
 STAGE = "aggregation"
 
 
-class AggregationWorker:
+class AggregationWorker(StageWorker):
     """Annotates captioned trees; its client (or model) starts once per process.
 
     ``submit`` starts one video on a background event loop, so the scheduler can
     keep several videos in flight; calling the worker annotates one video and
     waits.
     """
+
+    @classmethod
+    def resources(
+        cls, params: AggregationParams, template: PromptTemplate | None = None
+    ) -> dict[str, float]:
+        return {"num_gpus": params.llm.num_gpus}
 
     def __init__(
         self, params: AggregationParams, template: PromptTemplate | None = None
@@ -58,6 +63,12 @@ class AggregationWorker:
 
     def __call__(self, tree: SegmentTree) -> Any:
         return record_failure(STAGE, tree.video_uid, self.submit(tree).result)
+
+    def teardown(self) -> None:
+        if self.loop is not None:
+            self.loop.close()
+            self.loop = None
+        self.client.teardown()
 
 
 def annotate_trees(
@@ -90,9 +101,9 @@ def annotate_trees(
     return map_videos(
         STAGE,
         trees,
-        partial(AggregationWorker, params, template),
+        AggregationWorker,
         executor,
-        resources={"num_gpus": params.llm.num_gpus},
+        args=(params, template),
         made_by=lambda uid: made_by(identity, upstream(uid)),
         local_in_flight=params.videos_in_flight,
     )

@@ -10,7 +10,6 @@ stretching (letterboxed or centre-cropped, ``frame_aspect``).
 from __future__ import annotations
 
 import logging
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -24,7 +23,7 @@ from action100m.captioners import (
 )
 from action100m.datasets import PartitionLoaders, load_upstream
 from action100m.errors import VideoFailure, record_failure
-from action100m.executor import VideoWork, map_videos
+from action100m.executor import StageWorker, VideoWork, map_videos
 from action100m.fingerprint import made_by, stage_identity
 from action100m.params import CaptioningParams, ExecutorParams
 from action100m.tree import Node, SegmentTree
@@ -205,13 +204,21 @@ def caption_video(
     }
 
 
-class CaptioningWorker:
+class CaptioningWorker(StageWorker):
     """Captions one tree per call; both models load once per process or actor."""
+
+    @classmethod
+    def resources(cls, params: CaptioningParams) -> dict[str, float]:
+        return {"num_gpus": params.plm.num_gpus}
 
     def __init__(self, params: CaptioningParams) -> None:
         self.params = params
         self.plm = make_captioner(params.plm)
         self.llama = make_captioner(params.llama)
+
+    def teardown(self) -> None:
+        self.plm.teardown()
+        self.llama.teardown()
 
     def __call__(self, payload: tuple[dict[str, Any], dict[str, Any]]) -> Any:
         tree_data, video = payload
@@ -253,9 +260,9 @@ def caption_trees(
     results = map_videos(
         STAGE,
         payloads,
-        partial(CaptioningWorker, params),
+        CaptioningWorker,
         executor,
-        resources={"num_gpus": params.plm.num_gpus},
+        args=(params,),
         made_by=lambda uid: made_by(
             identity, {"segment_trees": segment_trees.fingerprint(uid)}
         ),

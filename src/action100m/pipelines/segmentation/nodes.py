@@ -9,14 +9,13 @@ settings are never submitted.
 from __future__ import annotations
 
 import logging
-from functools import partial
 from typing import Any
 
 from action100m.clustering import temporal_ward_linkage
 from action100m.datasets import PartitionLoaders, load_upstream
 from action100m.embedders import Embedder, embed_frame_stream, make_embedder
 from action100m.errors import VideoError, VideoFailure, record_failure
-from action100m.executor import VideoWork, map_videos
+from action100m.executor import StageWorker, VideoWork, map_videos
 from action100m.fingerprint import digest, made_by, stage_identity
 from action100m.params import ExecutorParams, SegmentationParams
 from action100m.prefetch import prefetch
@@ -73,12 +72,19 @@ def embed_video(
     }
 
 
-class EmbeddingWorker:
+class EmbeddingWorker(StageWorker):
     """Embeds one video per call; the embedder loads once per process or actor."""
+
+    @classmethod
+    def resources(cls, params: SegmentationParams) -> dict[str, float]:
+        return {"num_gpus": params.embedder.num_gpus}
 
     def __init__(self, params: SegmentationParams) -> None:
         self.params = params
         self.embedder = make_embedder(params.embedder)
+
+    def teardown(self) -> None:
+        self.embedder.teardown()
 
     def __call__(self, video: dict[str, Any]) -> Any:
         self.embedder.ensure_setup()  # a model that cannot load fails the run
@@ -113,9 +119,9 @@ def embed_frames(
     results = map_videos(
         STAGE,
         payloads,
-        partial(EmbeddingWorker, params),
+        EmbeddingWorker,
         executor,
-        resources={"num_gpus": params.embedder.num_gpus},
+        args=(params,),
         made_by=lambda uid: made_by(identity, {"video": video_identity(rows[uid])}),
     )
     return collecting_work(results, video_manifest)
