@@ -296,7 +296,7 @@ def test_reannotate_fills_exactly_the_released_gpt_nodes(tmp_path, release_sampl
     assert table_violations(after) == []
     titles = {r["metadata"]["title"] for r in before.to_pylist()}
     assert any(title in first_user for title in titles)
-    assert "## Global Tree-of-Captions" in first_user
+    assert "# The whole video, from 0.00 to" in first_user
     had_gpt = gpt_nodes = 0
     for old, new in zip(before.to_pylist(), after.to_pylist(), strict=True):
         assert (
