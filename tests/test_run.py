@@ -29,11 +29,13 @@ def run_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def kedro_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def kedro_run(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [KEDRO, "run", *args],
         cwd=ROOT,
-        env=run_env(tmp_path),
+        env=env or run_env(tmp_path),
         capture_output=True,
         text=True,
         timeout=600,

@@ -24,7 +24,12 @@ from action100m.errors import VideoFailure, record_failure
 from action100m.executor import map_videos
 from action100m.params import CaptioningParams, ExecutorParams
 from action100m.tree import Node, SegmentTree
-from action100m.video import FrameRequest, VideoSource, frames_at_times
+from action100m.video import (
+    FrameRequest,
+    VideoSource,
+    frames_at_times,
+    manifest_sources,
+)
 
 logger = logging.getLogger(__name__)
 STAGE = "captioning"
@@ -122,6 +127,7 @@ def caption_video(
     plm: Captioner,
     llama: Captioner,
     params: CaptioningParams,
+    source: VideoSource | None = None,
 ) -> dict[str, Any]:
     """Caption one video's tree from a single decoding pass.
 
@@ -131,13 +137,14 @@ def caption_video(
         plm: The set-up PerceptionLM captioner.
         llama: The set-up Llama-3.2-Vision captioner.
         params: Captioning parameters (prompts, frame counts, sizes).
+        source: The file with its storage options (default: the row's path).
 
     Returns:
         ``captions`` (node id -> the three fields), per-node ``errors`` and the
         ``models`` that wrote them.
     """
     result = _VideoCaptions(tree, plm, llama, params)
-    source = VideoSource(video["video_uid"], video["path"])
+    source = source or VideoSource(video["video_uid"], video["path"])
     for (kind, node_id), frames in frames_at_times(
         source, frame_requests(tree, params), expected_duration=video["duration"]
     ):
@@ -166,15 +173,19 @@ class CaptioningWorker:
         self.plm = make_captioner(params.plm)
         self.llama = make_captioner(params.llama)
 
-    def __call__(self, payload: tuple[dict[str, Any], dict[str, Any]]) -> Any:
-        tree_data, video = payload
+    def __call__(
+        self, payload: tuple[dict[str, Any], dict[str, Any], VideoSource]
+    ) -> Any:
+        tree_data, video, source = payload
         self.plm.ensure_setup()  # a model that cannot load fails the run, once
         self.llama.ensure_setup()
         tree = SegmentTree.from_dict(tree_data)
         return record_failure(
             STAGE,
             video["video_uid"],
-            lambda: caption_video(tree, video, self.plm, self.llama, self.params),
+            lambda: caption_video(
+                tree, video, self.plm, self.llama, self.params, source
+            ),
             video["path"],
         )
 
@@ -182,6 +193,7 @@ class CaptioningWorker:
 def caption_trees(
     segment_trees: PartitionLoaders,
     video_manifest: list[dict[str, Any]],
+    videos: list[VideoSource],
     params: CaptioningParams,
     executor: ExecutorParams,
 ) -> dict[str, Callable[[], Any]]:
@@ -190,6 +202,7 @@ def caption_trees(
     Args:
         segment_trees: Loaders of the per-video trees.
         video_manifest: Usable videos from ingest.
+        videos: The video folder's listing (its storage options open the files).
         params: Captioning parameters (backends are config lines).
         executor: In-process or Ray fan-out.
 
@@ -197,9 +210,13 @@ def caption_trees(
         ``video_uid -> callable`` giving the video's captions or its failure.
     """
 
+    sources = manifest_sources(video_manifest, videos)
+
     def payload(video: dict[str, Any]) -> Any:
         data = load_upstream(segment_trees, video, STAGE, "segment tree")
-        return data if isinstance(data, VideoFailure) else (data, video)
+        if isinstance(data, VideoFailure):
+            return data
+        return data, video, sources[video["video_uid"]]
 
     payloads = {v["video_uid"]: (lambda v=v: payload(v)) for v in video_manifest}
     return map_videos(

@@ -18,14 +18,17 @@ from action100m.errors import VideoError, VideoFailure, record_failure
 from action100m.executor import map_videos
 from action100m.params import ExecutorParams, SegmentationParams
 from action100m.tree import SegmentTree
-from action100m.video import VideoSource, sample_frames
+from action100m.video import VideoSource, manifest_sources, sample_frames
 
 logger = logging.getLogger(__name__)
 STAGE = "segmentation"
 
 
 def embed_video(
-    embedder: Embedder, video: dict[str, Any], params: SegmentationParams
+    embedder: Embedder,
+    video: dict[str, Any],
+    params: SegmentationParams,
+    source: VideoSource | None = None,
 ) -> dict[str, Any]:
     """Sample one of every ``frame_stride`` frames and embed them, streaming.
 
@@ -33,12 +36,13 @@ def embed_video(
         embedder: A set-up embedder.
         video: The video's manifest row.
         params: Segmentation parameters.
+        source: The file with its storage options (default: the row's path).
 
     Returns:
         ``frame_times`` (N,), ``embeddings`` (N, D) and ``duration``.
     """
     batches = sample_frames(
-        VideoSource(video["video_uid"], video["path"]),
+        source or VideoSource(video["video_uid"], video["path"]),
         frame_stride=params.frame_stride,
         short_side=embedder.short_side,
         batch_size=max(params.embedder.batch_size, 8),
@@ -61,18 +65,20 @@ class EmbeddingWorker:
         self.params = params
         self.embedder = make_embedder(params.embedder)
 
-    def __call__(self, video: dict[str, Any]) -> Any:
+    def __call__(self, payload: tuple[dict[str, Any], VideoSource]) -> Any:
+        video, source = payload
         self.embedder.ensure_setup()  # a model that cannot load fails the run
         return record_failure(
             STAGE,
             video["video_uid"],
-            lambda: embed_video(self.embedder, video, self.params),
+            lambda: embed_video(self.embedder, video, self.params, source),
             video["path"],
         )
 
 
 def embed_frames(
     video_manifest: list[dict[str, Any]],
+    videos: list[VideoSource],
     params: SegmentationParams,
     executor: ExecutorParams,
 ) -> dict[str, Callable[[], Any]]:
@@ -80,13 +86,18 @@ def embed_frames(
 
     Args:
         video_manifest: Usable videos from ingest.
+        videos: The video folder's listing (its storage options open the files).
         params: Segmentation parameters (the embedder backend is a config line).
         executor: In-process or Ray fan-out.
 
     Returns:
         ``video_uid -> callable`` giving the video's embeddings or its failure.
     """
-    payloads = {v["video_uid"]: (lambda v=v: v) for v in video_manifest}
+    sources = manifest_sources(video_manifest, videos)
+    payloads = {
+        v["video_uid"]: (lambda v=v: (v, sources[v["video_uid"]]))
+        for v in video_manifest
+    }
     return map_videos(
         payloads,
         partial(EmbeddingWorker, params),
