@@ -5,7 +5,7 @@ request takes the next behaviour from ``script`` (then ``default``): ``ok``,
 ``500``, ``429``, ``429ra`` (with ``Retry-After: 0``), ``400``, ``empty``,
 ``malformed`` (not JSON), ``truncated`` (``finish_reason: length``), ``missing``
 (an answer without ``action``) or ``sleep:<seconds>``. Every request body is
-recorded.
+recorded, and the most requests it was answering at once (``peak_in_flight``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ class FakeOpenAIServer:
         self.script: list[str] = []
         self.default = "ok"
         self.requests: list[dict] = []
+        self.in_flight = self.peak_in_flight = 0
         self.answer = answer or (lambda body: f"answer {len(self.requests)}")
         self._lock = threading.Lock()
         server = self
@@ -33,6 +34,16 @@ class FakeOpenAIServer:
                 pass
 
             def do_POST(self):  # noqa: N802 - http.server's name
+                with server._lock:
+                    server.in_flight += 1
+                    server.peak_in_flight = max(server.peak_in_flight, server.in_flight)
+                try:
+                    self._answer()
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+            def _answer(self):
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length))
                 with server._lock:

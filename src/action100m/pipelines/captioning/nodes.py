@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future
 from functools import partial
 from typing import Any
 
@@ -68,15 +69,25 @@ def frame_requests(tree: SegmentTree, params: CaptioningParams) -> list[FrameReq
 
 
 class _VideoCaptions:
-    """Accumulates one video's captions and per-node errors, batch by batch."""
+    """Accumulates one video's captions and per-node errors.
+
+    Batching backends caption a batch once it is full; streaming ones (served
+    models) get each request as soon as its frames are decoded.
+    """
 
     def __init__(self, tree: SegmentTree, plm: Captioner, llama: Captioner, params):
         self.plm, self.llama, self.params = plm, llama, params
         self.fields = {n.node_id: dict.fromkeys(CAPTION_FIELDS) for n in tree.nodes}
         self.errors: list[dict[str, Any]] = []
         self.pending: dict[str, list[tuple[str, list]]] = {"plm": [], "llama": []}
+        self.sent: list[tuple[str, str, Future]] = []
 
     def add(self, kind: str, node_id: str, frames: list) -> None:
+        captioner = self.plm if kind == "plm" else self.llama
+        if captioner.streams:  # sent now; the answers are collected in flush
+            for node, field, request in self._requests(kind, [(node_id, frames)]):
+                self.sent.append((node, field, captioner.submit(request)))
+            return
         self.pending[kind].append((node_id, frames))
         batch_size = (
             self.params.plm if kind == "plm" else self.params.llama
@@ -92,33 +103,44 @@ class _VideoCaptions:
         else:
             self.fields[node_id][field] = result
 
-    def flush(self, kind: str) -> None:
-        items, self.pending[kind] = self.pending[kind], []
-        if not items:
-            return
+    def _requests(
+        self, kind: str, items: list[tuple[str, list]]
+    ) -> list[tuple[str, str, CaptionRequest]]:
         if kind == "plm":
             prompts = (
                 ("plm_caption", self.params.plm.caption_prompt),
                 ("plm_action", self.params.plm.action_prompt),
             )
-            requests = [
+            return [
                 (node_id, field, CaptionRequest(frames, prompt, "video"))
                 for node_id, frames in items
                 for field, prompt in prompts
             ]
-            results = self.plm([r for _, _, r in requests])
-        else:
-            requests = [
-                (
-                    node_id,
-                    "llama3_caption",
-                    CaptionRequest(frames, self.params.llama.prompt, "image"),
-                )
-                for node_id, frames in items
-            ]
-            results = self.llama([r for _, _, r in requests])
-        for (node_id, field, _), result in zip(requests, results, strict=True):
-            self._store(node_id, field, result)
+        return [
+            (
+                node_id,
+                "llama3_caption",
+                CaptionRequest(frames, self.params.llama.prompt, "image"),
+            )
+            for node_id, frames in items
+        ]
+
+    def flush(self, kind: str) -> None:
+        items, self.pending[kind] = self.pending[kind], []
+        if items:
+            requests = self._requests(kind, items)
+            captioner = self.plm if kind == "plm" else self.llama
+            results = captioner([r for _, _, r in requests])
+            for (node_id, field, _), result in zip(requests, results, strict=True):
+                self._store(node_id, field, result)
+
+    def finish(self) -> None:
+        """Caption what is still batched and wait for the requests sent."""
+        self.flush("plm")
+        self.flush("llama")
+        sent, self.sent = self.sent, []
+        for node_id, field, future in sent:
+            self._store(node_id, field, future.result())
 
 
 def caption_video(
@@ -149,8 +171,7 @@ def caption_video(
         source, frame_requests(tree, params), expected_duration=video["duration"]
     ):
         result.add(kind, node_id, frames)
-    result.flush("plm")
-    result.flush("llama")
+    result.finish()
     logger.info(
         "captioning: %s: %d nodes, %d failed fields",
         tree.video_uid,
