@@ -201,3 +201,18 @@ def test_prompt_injection_cannot_reach_other_videos(tmp_path):
     plain_requests = [r for r in requests if "Packing" in json.dumps(r)]
     assert plain_requests
     assert not any("PWNED" in json.dumps(r) for r in plain_requests)
+
+
+def test_client_keeps_max_concurrency_requests_in_flight():
+    async def send(client: OpenAIChatClient, n: int) -> list:
+        try:
+            return await asyncio.gather(*(client.complete(MESSAGES) for _ in range(n)))
+        finally:
+            await client.aclose()
+
+    with FakeOpenAIServer(annotation_answer) as server:
+        server.default = "sleep:0.3"
+        client = _client(server.base_url, max_concurrency=5)
+        done = asyncio.run(send(client, 12))
+    assert len(done) == 12 and len(server.requests) == 12
+    assert server.peak_in_flight == 5
