@@ -126,7 +126,12 @@ def test_run_reads_videos_and_sidecars_from_a_private_bucket(
             tmp_path, conf, str(folder), tmp_path / "disk", server.base_url
         )
         assert from_disk.returncode == 0, from_disk.stderr[-3000:]
-    assert SECRET not in from_bucket.stdout + from_bucket.stderr
+    logged = from_bucket.stdout + from_bucket.stderr
+    assert SECRET not in logged
+    # Progress without a terminal: log lines with totals and an ETA.
+    for stage in ("embedding", "segmentation", "captioning"):
+        assert f"{stage}: 3/3 videos" in logged
+    assert "ETA 00:00:00" in logged
 
     manifest = [
         json.loads(line)
@@ -153,3 +158,17 @@ def test_run_reads_videos_and_sidecars_from_a_private_bucket(
         assert part["errors"] == []
         assert set(part["captions"]) == {n["node_id"] for n in tree["nodes"]}
     assert served_from_bucket == len(server.requests) - served_from_bucket > 0
+
+    # The MLflow runs got the same figures, with step = videos done (every 10 s
+    # at most, and at the end).
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for run in client.search_runs(
+        [client.get_experiment_by_name("action100m").experiment_id]
+    ):
+        history = client.get_metric_history(
+            run.info.run_id, "progress.captioning.videos_done"
+        )
+        assert max(m.step for m in history) == 3
+        assert all(m.value == m.step for m in history)

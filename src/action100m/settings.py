@@ -3,9 +3,10 @@
 from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
+from action100m.progress import ProgressHook
 from action100m.tracking import RunTrackingHook
 
-HOOKS = (RunTrackingHook(),)
+HOOKS = (RunTrackingHook(), ProgressHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
