@@ -20,13 +20,26 @@ KEDRO = str(Path(sys.executable).with_name("kedro"))
 
 
 def run_env(tmp_path: Path) -> dict[str, str]:
-    """The environment of a test's ``kedro run``: its own MLflow store."""
+    """The environment of a test's ``kedro run``: its own MLflow store.
+
+    Its artifacts follow the store into ``tmp_path/mlartifacts``.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_ARTIFACT_LOCATION"}
     return {
-        **os.environ,
+        **env,
         "KEDRO_DISABLE_TELEMETRY": "1",
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-        "MLFLOW_ARTIFACT_LOCATION": str(tmp_path / "mlartifacts"),
     }
+
+
+def project_files() -> set[Path]:
+    """Files of the project folder that a run could leave behind."""
+    return {
+        p
+        for folder in ("mlruns", "mlartifacts", ".viz", "build", "data")
+        for p in (ROOT / folder).rglob("*")
+        if p.is_file()
+    } | set(ROOT.glob("*"))
 
 
 def kedro_run(
@@ -66,8 +79,11 @@ def test_demo_run_writes_release_files_and_resumes(tmp_path, videos, model_param
     folder, cuts = videos
     out = tmp_path / "out"
     params = f"videos_dir={folder},output_dir={out},{model_params}"
+    before = project_files()
     first = kedro_run(tmp_path, "--env", "demo", "--params", params)
     assert first.returncode == 0, first.stderr[-3000:]
+    # Nothing lands in the project folder: outputs, store and artifacts are elsewhere.
+    assert project_files() - before == set()
 
     table = pq.read_table(out / "action100m.parquet")
     assert table.schema.equals(RELEASE_SCHEMA, check_metadata=False)
@@ -114,6 +130,7 @@ def test_demo_run_writes_release_files_and_resumes(tmp_path, videos, model_param
     for rate in ("videos_per_s", "nodes_per_s", "llm_requests_per_s"):
         assert metrics[rate] > 0
     assert metrics["video_hours_per_wall_hour"] > 0
+    assert run.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"run_summary.json", "errors.jsonl", "timelines"} <= artifacts
     timelines = client.list_artifacts(run.info.run_id, "timelines")
@@ -124,6 +141,10 @@ def test_demo_run_writes_release_files_and_resumes(tmp_path, videos, model_param
     assert metrics["quality_metrics.llm_first_attempt_valid_rate"] == 1.0
     summary = json.loads((out / "run_summary.json").read_text())
     assert summary["metrics"]["videos"] == 3
+    index = (out / "viewer" / "index.html").read_text()
+    for uid in cuts:
+        assert f'"viewer": "{uid}.html"' in index
+    assert '"video_uid": "broken", "stage": "ingest"' in index
 
     # A rerun resumes: finished partitions are neither recomputed nor rewritten.
     partitions = sorted((out / "intermediate").rglob("*.npz")) + sorted(

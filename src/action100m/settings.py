@@ -4,9 +4,12 @@ from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
 from action100m.progress import ProgressHook
-from action100m.tracking import RunTrackingHook
+from action100m.tracking import RunTrackingHook, artifact_location
 
 HOOKS = (RunTrackingHook(), ProgressHook())
+# kedro-viz's run hooks write .viz/ into the project on every run; `kedro viz`
+# reads the pipelines and catalog without them.
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
@@ -15,5 +18,9 @@ CONFIG_LOADER_ARGS = {
     # An environment overrides single keys of base, not whole sections.
     "merge_strategy": {"parameters": "soft"},
     # ${oc.env:VAR,default} in any config file (e.g. MLFLOW_TRACKING_URI).
-    "custom_resolvers": {"oc.env": oc.env},
+    "custom_resolvers": {
+        "oc.env": oc.env,
+        # mlflow.yml: a new experiment's artifacts go beside its tracking store.
+        "mlflow_artifact_location": artifact_location,
+    },
 }

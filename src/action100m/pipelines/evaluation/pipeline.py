@@ -17,7 +17,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "video_manifest",
                     "errors_table",
                 ],
-                outputs=["quality_metrics", "run_summary"],
+                outputs=["quality_metrics", "run_summary", "run_index_page"],
                 name="evaluate_run_node",
             )
         ]
