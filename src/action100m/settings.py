@@ -3,10 +3,11 @@
 from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
+from action100m.model_folders import ModelFolderHook
 from action100m.progress import ProgressHook
 from action100m.tracking import RunTrackingHook, artifact_location
 
-HOOKS = (RunTrackingHook(), ProgressHook())
+HOOKS = (ModelFolderHook(), RunTrackingHook(), ProgressHook())
 # kedro-viz's run hooks write .viz/ into the project on every run; `kedro viz`
 # reads the pipelines and catalog without them.
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)
