@@ -43,6 +43,8 @@ def names_a_folder(model_id: str) -> bool:
 def _section(params: dict[str, Any], dotted: str) -> dict[str, Any]:
     value: Any = params
     for key in dotted.split("."):
+        if hasattr(value, "model_dump"):  # a validated pydantic parameter
+            value = value.model_dump()
         value = value.get(key) if isinstance(value, dict) else None
     return value if isinstance(value, dict) else {}
 
@@ -102,10 +104,7 @@ class ModelFolderHook:
 
     @hook_impl
     def after_context_created(self, context) -> None:
-        self._params = {
-            key: value.model_dump() if hasattr(value, "model_dump") else value
-            for key, value in context.params.items()
-        }
+        self._params = dict(context.params)
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, pipeline) -> None:
