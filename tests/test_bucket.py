@@ -69,12 +69,22 @@ def _conf_with_credentials(tmp_path: Path, endpoint: str) -> Path:
     return conf
 
 
-def _run(tmp_path: Path, conf: Path, videos_dir: str, out: Path, server: str):
+def _run(
+    tmp_path: Path,
+    conf: Path,
+    videos_dir: str,
+    out: Path,
+    server: str | None = None,
+    extra: str = "",
+):
+    """ingest, segmentation and, with a caption server, captioning."""
     served = ",".join(
         f"captioning.{role}.backend=openai,captioning.{role}.base_url={server},"
         f"captioning.{role}.max_attempts=3"
         for role in ("plm", "llama")
+        if server
     )
+    pipelines = "ingest,segmentation" + (",captioning" if server else "")
     env = {
         k: v for k, v in run_env(tmp_path).items() if not k.startswith(("AWS_", "BOTO"))
     }
@@ -89,9 +99,11 @@ def _run(tmp_path: Path, conf: Path, videos_dir: str, out: Path, server: str):
         "--conf-source",
         str(conf),
         "--pipelines",
-        "ingest,segmentation,captioning",
+        pipelines,
         "--params",
-        f"videos_dir={videos_dir},output_dir={out},{served}",
+        ",".join(
+            p for p in (f"videos_dir={videos_dir},output_dir={out}", served, extra) if p
+        ),
         env=env,
     )
 
@@ -101,25 +113,30 @@ def _tree_files(out: Path) -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
 
 
-@pytest.mark.slow
-def test_run_reads_videos_and_sidecars_from_a_private_bucket(
-    tmp_path, cut_videos, s3_endpoint
-):
+@pytest.fixture(scope="module")
+def bucket(s3_endpoint, cut_videos) -> str:
+    """The generated videos and their sidecars in a private bucket."""
     import s3fs
 
-    folder, cuts = cut_videos
+    folder, _ = cut_videos
     fs = s3fs.S3FileSystem(**_storage_options(s3_endpoint))
     fs.mkdir(BUCKET)
     fs.put(f"{folder}/", f"{BUCKET}/in/", recursive=True)
     assert sorted(p.rsplit("/", 1)[1] for p in fs.ls(f"{BUCKET}/in")) == sorted(
         p.name for p in folder.iterdir()
     )
+    return f"s3://{BUCKET}/in"
+
+
+@pytest.mark.slow
+def test_run_reads_videos_and_sidecars_from_a_private_bucket(
+    tmp_path, cut_videos, s3_endpoint, bucket
+):
+    folder, cuts = cut_videos
     conf = _conf_with_credentials(tmp_path, s3_endpoint)
 
     with FakeOpenAIServer() as server:
-        from_bucket = _run(
-            tmp_path, conf, f"s3://{BUCKET}/in", tmp_path / "s3", server.base_url
-        )
+        from_bucket = _run(tmp_path, conf, bucket, tmp_path / "s3", server.base_url)
         assert from_bucket.returncode == 0, from_bucket.stderr[-3000:]
         served_from_bucket = len(server.requests)
         from_disk = _run(
@@ -172,3 +189,23 @@ def test_run_reads_videos_and_sidecars_from_a_private_bucket(
         )
         assert max(m.step for m in history) == 3
         assert all(m.value == m.step for m in history)
+
+
+@pytest.mark.slow
+def test_ray_workers_decode_from_the_bucket(tmp_path, cut_videos, s3_endpoint, bucket):
+    folder, cuts = cut_videos
+    conf = _conf_with_credentials(tmp_path, s3_endpoint)
+    ray = _run(
+        tmp_path,
+        conf,
+        bucket,
+        tmp_path / "ray",
+        extra="executor.kind=ray,executor.ray.workers=1",
+    )
+    assert ray.returncode == 0, ray.stderr[-3000:]
+    assert "Started a local Ray instance" in ray.stdout + ray.stderr
+    disk = _run(tmp_path, conf, str(folder), tmp_path / "disk")
+    assert disk.returncode == 0, disk.stderr[-3000:]
+    trees = _tree_files(tmp_path / "ray")
+    assert sorted(trees) == sorted(cuts)
+    assert trees == _tree_files(tmp_path / "disk")
