@@ -60,3 +60,10 @@ def test_run_names_the_folder_and_the_command_before_touching_a_video(
     assert "action100m tiny-models --out data/06_models" in said
     assert "Repo id" not in said and "HFValidationError" not in said
     assert not out.exists()  # no video was probed, nothing was written
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (failed,) = client.search_runs(
+        [client.get_experiment_by_name("action100m").experiment_id]
+    )
+    assert failed.info.status == "FAILED"

@@ -3,7 +3,7 @@
 A ``model_id`` that names a folder (``data/06_models/perception_lm``, ``/models/x``,
 ``./x``) and does not exist would otherwise reach the Hugging Face hub as a repo
 id and fail, minutes later, with a validation error about its characters.
-``ModelFolderHook`` stops the run at the start instead, naming the folder, the
+``ModelFolderHook`` stops the run as it starts instead, naming the folder, the
 parameter and the command that builds or fetches it.
 """
 
@@ -97,19 +97,28 @@ def explain(missing: list[tuple[str, str]]) -> str:
 
 
 class ModelFolderHook:
-    """Stops a run whose local model folders are missing, before any node runs."""
+    """Stops a run whose local model folders are missing, before its first node.
+
+    The check runs as the first node starts (inside the run, so the MLflow run is
+    marked FAILED), before any video is read.
+    """
 
     def __init__(self) -> None:
         self._params: dict[str, Any] = {}
+        self._nodes: set[str] | None = None
 
     @hook_impl
     def after_context_created(self, context) -> None:
         self._params = dict(context.params)
 
-    @hook_impl(tryfirst=True)
+    @hook_impl
     def before_pipeline_run(self, pipeline) -> None:
-        missing = missing_model_folders(
-            self._params, {node.name for node in pipeline.nodes}
-        )
-        if missing:
-            raise MissingModelError(explain(missing))
+        self._nodes = {node.name for node in pipeline.nodes}
+
+    @hook_impl(tryfirst=True)
+    def before_node_run(self) -> None:
+        nodes, self._nodes = self._nodes, None
+        if nodes:
+            missing = missing_model_folders(self._params, nodes)
+            if missing:
+                raise MissingModelError(explain(missing))
