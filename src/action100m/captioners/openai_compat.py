@@ -5,8 +5,8 @@ event loop (a background thread) live as long as the captioner, created by
 ``setup()``: every request of every node and video goes through them, so at most
 ``max_concurrency`` are in flight and the next ones are sent as soon as a slot
 frees. ``submit`` returns at once (the caller keeps decoding), and blocks only
-while ``2 * max_concurrency`` requests are already waiting, so encoded frames
-never pile up. HTTP 429/5xx (honouring Retry-After), timeouts, refused
+while ``2 * max_concurrency`` requests are outstanding (in flight or queued), so
+encoded frames never pile up. HTTP 429/5xx (honouring Retry-After), timeouts, refused
 connections and empty answers are retried with exponential backoff, then
 recorded as failures.
 """
@@ -60,6 +60,8 @@ class OpenAICaptioner(Captioner):
         backoff_s: First retry delay; doubles on each attempt.
     """
 
+    streams = True
+
     def __init__(
         self,
         model_id: str,
@@ -90,8 +92,6 @@ class OpenAICaptioner(Captioner):
         self._client = None
         self._limit: asyncio.Semaphore | None = None
         self._waiting = threading.BoundedSemaphore(2 * max_concurrency)
-
-    streams = True
 
     def setup(self) -> None:
         from openai import AsyncOpenAI
@@ -156,7 +156,7 @@ class OpenAICaptioner(Captioner):
     def submit(self, request: CaptionRequest) -> Future:
         """Send one request (frames encoded here); the future gives its text.
 
-        Blocks while ``2 * max_concurrency`` requests are already waiting.
+        Blocks while ``2 * max_concurrency`` requests are outstanding.
         """
         self.ensure_setup()
         messages = self._messages(request)

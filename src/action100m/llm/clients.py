@@ -212,6 +212,7 @@ class OpenAIChatClient(ChatClient):
                 connector=aiohttp.TCPConnector(limit=self.max_concurrency),
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
                 headers={"Authorization": f"Bearer {self._api_key}"},
+                trust_env=True,  # HTTP(S)_PROXY / NO_PROXY, as the openai SDK does
             )
         return self._session
 
