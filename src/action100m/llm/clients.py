@@ -210,7 +210,13 @@ class OpenAIChatClient(ChatClient):
             self._limit = asyncio.Semaphore(self.max_concurrency)
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.max_concurrency),
-                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                # Per operation, as the openai SDK (httpx) times out: a slow
+                # answer fails after timeout_s without a byte, not a long upload.
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    sock_connect=self.timeout_s,
+                    sock_read=self.timeout_s,
+                ),
                 headers={"Authorization": f"Bearer {self._api_key}"},
                 trust_env=True,  # HTTP(S)_PROXY / NO_PROXY, as the openai SDK does
             )
