@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -59,6 +60,13 @@ SETTINGS = {
 
 
 async def _drive(client: OpenAIChatClient, messages: list, n: int) -> None:
+    try:
+        await _send(client, messages, n)
+    finally:
+        await client.aclose()
+
+
+async def _send(client: OpenAIChatClient, messages: list, n: int) -> None:
     await asyncio.gather(
         *(
             client.complete(
@@ -107,7 +115,8 @@ def throughput(n: int, concurrency: int, latency: float) -> None:
     )
     print(
         f"  {rate:.1f} requests/s vs ideal {ideal:.1f}: "
-        f"{rate / ideal:.2f}x (goal >= 0.9)"
+        f"{rate / ideal:.2f}x (goal >= 0.9); load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
 
 

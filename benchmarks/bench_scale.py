@@ -122,6 +122,7 @@ from action100m.pipelines.segmentation.nodes import EmbeddingWorker, build_tree
 from action100m.quality import release_metrics
 from action100m.schema import RELEASE_SCHEMA
 from action100m.tree import SegmentTree
+from action100m.video import manifest_sources
 from action100m.viewer import render_html, render_timeline_png
 
 root, videos_dir, out, extra = sys.argv[1:5]
@@ -131,13 +132,20 @@ with KedroSession.create(project_path=root, env="demo", runtime_params=runtime) 
     params = s.load_context().params
 seg, cap, agg = params["segmentation"], params["captioning"], params["aggregation"]
 agg.llm.cache_dir = os.path.join(out, "llm_cache")
-manifest, errors = probe_videos(VideoFolderDataset(path=videos_dir).load(),
-                                params["ingest"])
+listing = VideoFolderDataset(path=videos_dir).load()
+manifest, errors = probe_videos(listing, params["ingest"])
+sources = manifest_sources(manifest, listing)
 embed, caption, annotate = EmbeddingWorker(seg), CaptioningWorker(cap), \\
     AggregationWorker(agg)
 # Stage by stage, as the Kedro run orders the work, holding results in memory.
-trees = {v["video_uid"]: build_tree(v, embed(v), seg) for v in manifest}
-captions = {v["video_uid"]: caption((trees[v["video_uid"]], v)) for v in manifest}
+trees = {
+    v["video_uid"]: build_tree(v, embed((v, sources[v["video_uid"]])), seg)
+    for v in manifest
+}
+captions = {
+    v["video_uid"]: caption((trees[v["video_uid"]], v, sources[v["video_uid"]]))
+    for v in manifest
+}
 annotated = {}
 for video in manifest:
     tree = SegmentTree.from_dict(trees[video["video_uid"]])

@@ -7,7 +7,8 @@ request takes the next behaviour from ``script`` (then ``default``): ``ok``,
 (an answer without ``action``) or ``sleep:<seconds>``. ``rule``, when set, is
 asked first with each request's body and may name the behaviour itself (a fault
 that depends on what was sent: greedy requests only, a given Self-Refine round).
-Every request body is recorded.
+Every request body is recorded, and the most requests it was answering at once
+(``peak_in_flight``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class FakeOpenAIServer:
         self.default = "ok"
         self.rule: Callable[[dict], str | None] | None = None
         self.requests: list[dict] = []
+        self.in_flight = self.peak_in_flight = 0
         self.answer = answer or (lambda body: f"answer {len(self.requests)}")
         self._lock = threading.Lock()
         server = self
@@ -36,6 +38,16 @@ class FakeOpenAIServer:
                 pass
 
             def do_POST(self):  # noqa: N802 - http.server's name
+                with server._lock:
+                    server.in_flight += 1
+                    server.peak_in_flight = max(server.peak_in_flight, server.in_flight)
+                try:
+                    self._answer()
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+            def _answer(self):
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length))
                 with server._lock:
@@ -98,7 +110,10 @@ class FakeOpenAIServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout tests)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # many clients connect at once
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

@@ -21,20 +21,35 @@ KEDRO = str(Path(sys.executable).with_name("kedro"))
 
 
 def run_env(tmp_path: Path) -> dict[str, str]:
-    """The environment of a test's ``kedro run``: its own MLflow store."""
+    """The environment of a test's ``kedro run``: its own MLflow store.
+
+    Its artifacts follow the store into ``tmp_path/mlartifacts``.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_ARTIFACT_LOCATION"}
     return {
-        **os.environ,
+        **env,
         "KEDRO_DISABLE_TELEMETRY": "1",
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-        "MLFLOW_ARTIFACT_LOCATION": str(tmp_path / "mlartifacts"),
     }
 
 
-def kedro_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def project_files() -> set[Path]:
+    """Files of the project folder that a run could leave behind."""
+    return {
+        p
+        for folder in ("mlruns", "mlartifacts", ".viz", "build", "data")
+        for p in (ROOT / folder).rglob("*")
+        if p.is_file()
+    } | set(ROOT.glob("*"))
+
+
+def kedro_run(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [KEDRO, "run", *args],
         cwd=ROOT,
-        env=run_env(tmp_path),
+        env=env or run_env(tmp_path),
         capture_output=True,
         text=True,
         errors="replace",  # logs may quote file names that are not UTF-8
@@ -66,8 +81,11 @@ def test_demo_run_writes_release_files_and_resumes(tmp_path, videos, model_param
     folder, cuts = videos
     out = tmp_path / "out"
     params = f"videos_dir={folder},output_dir={out},{model_params}"
+    before = project_files()
     first = kedro_run(tmp_path, "--env", "demo", "--params", params)
     assert first.returncode == 0, first.stderr[-3000:]
+    # Nothing lands in the project folder: outputs, store and artifacts are elsewhere.
+    assert project_files() - before == set()
 
     table = pq.read_table(out / "action100m.parquet")
     assert table.schema.equals(RELEASE_SCHEMA, check_metadata=False)
@@ -126,6 +144,7 @@ def test_demo_run_writes_release_files_and_resumes(tmp_path, videos, model_param
     for role in ("plm", "llama", "llm"):
         assert metrics[f"work.{role}.prompt_tokens"] > 0
         assert metrics[f"work.{role}.generated_tokens"] > 0
+    assert run.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"run_summary.json", "errors.jsonl", "timelines"} <= artifacts
     timelines = client.list_artifacts(run.info.run_id, "timelines")
@@ -138,6 +157,10 @@ def test_demo_run_writes_release_files_and_resumes(tmp_path, videos, model_param
     assert summary["metrics"]["videos"] == 3
     # One vision pass of 32 frames per node: caption and action share it.
     assert metrics["work.plm.frames"] == 32 * summary["metrics"]["nodes"]
+    index = (out / "viewer" / "index.html").read_text()
+    for uid in cuts:
+        assert f'"viewer": "{uid}.html"' in index
+    assert '"video_uid": "broken", "stage": "ingest"' in index
 
     # A rerun resumes: finished partitions are neither recomputed nor rewritten.
     partitions = sorted((out / "intermediate").rglob("*.npz")) + sorted(

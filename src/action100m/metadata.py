@@ -50,8 +50,8 @@ class VideoMetadata(BaseModel):
     transcript: list[TranscriptEntry] | None = None
 
 
-def _read_text(path: str, max_bytes: int) -> str:
-    with fsspec.open(path, "rb") as handle:
+def _read_text(path: str, max_bytes: int, storage_options: dict[str, Any]) -> str:
+    with fsspec.open(path, "rb", **storage_options) as handle:
         raw = handle.read(max_bytes + 1)
     if len(raw) > max_bytes:
         raise VideoError(f"sidecar {path} is larger than {max_bytes} bytes")
@@ -100,12 +100,17 @@ def parse_subtitles(text: str) -> list[dict[str, str]]:
     return [{"time": format(round(t, 3), "g"), "text": w} for t, w in entries]
 
 
-def read_sidecars(sidecars: tuple[str, ...], max_bytes: int) -> dict[str, Any]:
+def read_sidecars(
+    sidecars: tuple[str, ...],
+    max_bytes: int,
+    storage_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Read a video's sidecars into the release ``metadata`` fields.
 
     Args:
         sidecars: Paths of ``.json``, ``.srt`` and ``.vtt`` files of one video.
         max_bytes: Larger files are rejected.
+        storage_options: fsspec options opening them (credentials of a bucket).
 
     Returns:
         The metadata fields found (missing ones are absent).
@@ -116,7 +121,7 @@ def read_sidecars(sidecars: tuple[str, ...], max_bytes: int) -> dict[str, Any]:
     found: dict[str, Any] = {}
     subtitles = None
     for path in sorted(sidecars):
-        text = _read_text(path, max_bytes)
+        text = _read_text(path, max_bytes, storage_options or {})
         if path.lower().endswith(".json"):
             try:
                 meta = parse_json_object(text, VideoMetadata)

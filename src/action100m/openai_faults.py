@@ -1,8 +1,8 @@
 """Faults of OpenAI-compatible endpoints: which to retry, and after how long.
 
-Shared by the Stage 2 captioner and the Stage 3 chat client, which both talk to
-such endpoints (vLLM, SGLang, hosted APIs) through the ``openai`` SDK with its
-own retries turned off.
+Shared by the Stage 2 captioner (through the ``openai`` SDK with its own
+retries turned off) and the Stage 3 chat client (plain HTTP with aiohttp), which
+both talk to such endpoints (vLLM, SGLang, hosted APIs).
 """
 
 from __future__ import annotations
@@ -24,12 +24,22 @@ class PermanentError(Exception):
     """A fault that retrying cannot fix (HTTP 4xx other than 429)."""
 
 
-def _retry_after(response: Any) -> float | None:
+def _retry_after(headers: Any) -> float | None:
     try:
-        value = response.headers.get("retry-after")
+        value = headers.get("retry-after")
         return float(value) if value is not None else None
     except (AttributeError, TypeError, ValueError):
         return None
+
+
+def status_fault(
+    status: int, message: str, headers: Any = None
+) -> TransientError | PermanentError:
+    """HTTP 429 and 5xx are worth a retry (after ``Retry-After``); other 4xx not."""
+    reason = f"HTTP {status}: {message}"
+    if status == 429 or status >= 500:
+        return TransientError(reason, _retry_after(headers))
+    return PermanentError(reason)
 
 
 def endpoint_fault(
@@ -39,10 +49,7 @@ def endpoint_fault(
     import openai
 
     if isinstance(exc, openai.APIStatusError):
-        reason = f"HTTP {exc.status_code}: {exc.message}"
-        if exc.status_code == 429 or exc.status_code >= 500:
-            return TransientError(reason, _retry_after(exc.response))
-        return PermanentError(reason)
+        return status_fault(exc.status_code, exc.message, exc.response.headers)
     if isinstance(exc, openai.APITimeoutError):  # before its base class below
         return TransientError(f"timed out after {timeout_s} s")
     if isinstance(exc, openai.APIConnectionError):

@@ -11,7 +11,8 @@ from action100m.stats import (
     PAPER_DURATION_HIST,
     PAPER_NA_RATE,
     PAPER_WORDS,
-    compute_stats,
+    CorpusStats,
+    iter_rows,
 )
 from action100m.tree import SegmentTree
 
@@ -85,35 +86,53 @@ def refine_metrics(annotation_parts: Iterable[dict[str, Any]]) -> dict[str, Any]
     return metrics
 
 
+class ReleaseMetrics:
+    """Structure and text statistics of release rows, one row at a time."""
+
+    def __init__(self, min_leaf_s: float = 0.5) -> None:
+        self.stats = CorpusStats()
+        self.valid = 0
+        self.min_leaf_s = min_leaf_s
+
+    def add(self, row: dict[str, Any], tree: SegmentTree | None = None) -> None:
+        """Count one release row (``tree``: the row as a tree, if already built)."""
+        tree = tree or SegmentTree.from_release_row(row)
+        self.stats.add(row, tree)
+        self.valid += not tree.violations(
+            require_captions=True, min_leaf_s=self.min_leaf_s
+        )
+
+    def result(self) -> dict[str, Any]:
+        """See :func:`release_metrics`."""
+        stats = self.stats.result()
+        videos = stats["videos"]
+        metrics: dict[str, Any] = {
+            "videos": videos,
+            "nodes": stats["nodes"],
+            "nodes_per_video": stats["nodes_per_video"],
+            "max_depth": stats["max_depth"],
+            "invariant_pass_rate": self.valid / videos if videos else None,
+            "na_rate": stats["na_rate"],
+            "na_rate_paper": PAPER_NA_RATE,
+        }
+        for name, share in stats["duration_hist"].items():
+            key = name.replace("-", "_to_").replace("+", "_plus")
+            metrics[f"duration_share_{key}_s"] = share
+            metrics[f"duration_share_{key}_s_paper"] = PAPER_DURATION_HIST[name]
+        for field, mean in stats["mean_words"].items():
+            metrics[f"words_{field}"] = mean
+            if field in PAPER_WORDS:
+                metrics[f"words_{field}_paper"] = PAPER_WORDS[field]
+        return metrics
+
+
 def release_metrics(table: pa.Table, min_leaf_s: float = 0.5) -> dict[str, Any]:
     """Structure and text statistics of a release table, with gaps to the paper.
 
     ``min_leaf_s`` is the shortest leaf the invariants allow (the run's
     ``segmentation.tree.min_segment_s``; the release's 0.5 s by default).
     """
-    stats = compute_stats(table)
-    rows = table.to_pylist()
-    valid = sum(
-        not SegmentTree.from_release_row(r).violations(
-            require_captions=True, min_leaf_s=min_leaf_s
-        )
-        for r in rows
-    )
-    metrics: dict[str, Any] = {
-        "videos": stats["videos"],
-        "nodes": stats["nodes"],
-        "nodes_per_video": stats["nodes_per_video"],
-        "max_depth": stats["max_depth"],
-        "invariant_pass_rate": valid / len(rows) if rows else None,
-        "na_rate": stats["na_rate"],
-        "na_rate_paper": PAPER_NA_RATE,
-    }
-    for name, share in stats["duration_hist"].items():
-        key = name.replace("-", "_to_").replace("+", "_plus")
-        metrics[f"duration_share_{key}_s"] = share
-        metrics[f"duration_share_{key}_s_paper"] = PAPER_DURATION_HIST[name]
-    for field, mean in stats["mean_words"].items():
-        metrics[f"words_{field}"] = mean
-        if field in PAPER_WORDS:
-            metrics[f"words_{field}_paper"] = PAPER_WORDS[field]
-    return metrics
+    metrics = ReleaseMetrics(min_leaf_s)
+    for row in iter_rows(table):
+        metrics.add(row)
+    return metrics.result()

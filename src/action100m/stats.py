@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -39,8 +40,72 @@ def _node_texts(node: dict[str, Any]) -> dict[str, str | None]:
     return texts
 
 
+def iter_rows(table: pa.Table, batch_rows: int = 256) -> Iterator[dict[str, Any]]:
+    """The table's rows as dicts, converting ``batch_rows`` at a time."""
+    for batch in table.to_batches(max_chunksize=batch_rows):
+        yield from batch.to_pylist()
+
+
+class CorpusStats:
+    """The statistics of :func:`compute_stats`, accumulated one row at a time."""
+
+    def __init__(self) -> None:
+        self.videos = self.nodes = self.leaves = self.gpt_nodes = 0
+        self.na = self.max_depth = 0
+        self.hist = dict.fromkeys((name for name, _, _ in DURATION_BINS), 0)
+        self.words = {f: [0, 0] for f in WORD_FIELDS}
+
+    def add(self, row: dict[str, Any], tree: SegmentTree | None = None) -> None:
+        """Count one release row (``tree``: the row as a tree, if already built)."""
+        tree = tree or SegmentTree.from_release_row(row)
+        self.videos += 1
+        self.nodes += len(tree.nodes)
+        self.leaves += len(tree.leaves())
+        self.max_depth = max(self.max_depth, tree.max_depth() if tree.nodes else 0)
+        for raw in row["nodes"] or []:
+            duration = raw["end"] - raw["start"]
+            for name, low, high in DURATION_BINS:
+                if low <= duration < high:
+                    self.hist[name] += 1
+            if raw.get("gpt") is not None:
+                self.gpt_nodes += 1
+                action = raw["gpt"].get("action") or {}
+                self.na += (action.get("brief") or "").strip() == "N/A"
+            for field, text in _node_texts(raw).items():
+                if text is not None:
+                    self.words[field][0] += len(text.split())
+                    self.words[field][1] += 1
+
+    def result(self) -> dict[str, Any]:
+        """See :func:`compute_stats`."""
+        nodes, videos = self.nodes, self.videos
+        return {
+            "videos": videos,
+            "nodes": nodes,
+            "leaves": self.leaves,
+            "gpt_nodes": self.gpt_nodes,
+            "max_depth": self.max_depth,
+            "nodes_per_video": nodes / videos if videos else 0.0,
+            "duration_hist": {
+                k: (v / nodes if nodes else 0.0) for k, v in self.hist.items()
+            },
+            "mean_words": {
+                f: (s / c if c else None) for f, (s, c) in self.words.items()
+            },
+            "na_rate": self.na / self.gpt_nodes if self.gpt_nodes else None,
+            "paper": {
+                "mean_words": PAPER_WORDS,
+                "na_rate": PAPER_NA_RATE,
+                "duration_hist": PAPER_DURATION_HIST,
+            },
+        }
+
+
 def compute_stats(table: pa.Table) -> dict[str, Any]:
     """Counts, depth, duration histogram, mean words per field and N/A rate.
+
+    One pass over the rows, a batch at a time (never the whole table as Python
+    objects).
 
     Args:
         table: A release-schema table.
@@ -51,44 +116,10 @@ def compute_stats(table: pa.Table) -> dict[str, Any]:
         ``mean_words`` (per field, over nodes where it is present; None if never)
         and ``na_rate`` (share of gpt nodes whose ``action.brief`` is "N/A").
     """
-    videos = nodes = leaves = gpt_nodes = na = max_depth = 0
-    hist = dict.fromkeys((name for name, _, _ in DURATION_BINS), 0)
-    words = {f: [0, 0] for f in WORD_FIELDS}
-    for row in table.to_pylist():
-        tree = SegmentTree.from_release_row(row)
-        videos += 1
-        nodes += len(tree.nodes)
-        leaves += len(tree.leaves())
-        max_depth = max(max_depth, tree.max_depth() if tree.nodes else 0)
-        for raw in row["nodes"] or []:
-            duration = raw["end"] - raw["start"]
-            for name, low, high in DURATION_BINS:
-                if low <= duration < high:
-                    hist[name] += 1
-            if raw.get("gpt") is not None:
-                gpt_nodes += 1
-                action = raw["gpt"].get("action") or {}
-                na += (action.get("brief") or "").strip() == "N/A"
-            for field, text in _node_texts(raw).items():
-                if text is not None:
-                    words[field][0] += len(text.split())
-                    words[field][1] += 1
-    return {
-        "videos": videos,
-        "nodes": nodes,
-        "leaves": leaves,
-        "gpt_nodes": gpt_nodes,
-        "max_depth": max_depth,
-        "nodes_per_video": nodes / videos if videos else 0.0,
-        "duration_hist": {k: (v / nodes if nodes else 0.0) for k, v in hist.items()},
-        "mean_words": {f: (s / c if c else None) for f, (s, c) in words.items()},
-        "na_rate": na / gpt_nodes if gpt_nodes else None,
-        "paper": {
-            "mean_words": PAPER_WORDS,
-            "na_rate": PAPER_NA_RATE,
-            "duration_hist": PAPER_DURATION_HIST,
-        },
-    }
+    stats = CorpusStats()
+    for row in iter_rows(table):
+        stats.add(row)
+    return stats.result()
 
 
 def format_stats(stats: dict[str, Any]) -> str:

@@ -41,6 +41,24 @@ PACKAGES = (
 )
 
 
+def artifact_location(tracking_uri: str | None = None) -> str | None:
+    """Where a new experiment keeps its artifacts: beside the tracking store.
+
+    ``MLFLOW_ARTIFACT_LOCATION`` wins; a SQLite store ``sqlite:///DIR/x.db`` gives
+    ``DIR/mlartifacts``; other stores (a folder, a server) keep their own default
+    (None), which is already where the runs are. The store is
+    ``MLFLOW_TRACKING_URI``, else the project's ``mlflow.db``.
+    """
+    chosen = os.environ.get("MLFLOW_ARTIFACT_LOCATION")
+    if chosen:
+        return chosen
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = os.path.abspath(uri.removeprefix("sqlite:///"))
+    return os.path.join(os.path.dirname(database), "mlartifacts")
+
+
 def folder_revision(folder: str, full_hash_below: int = 50_000_000) -> str:
     """A content hash of a local model folder (names, sizes, small files' bytes)."""
     digest = hashlib.sha256()

@@ -21,11 +21,28 @@ MIN_DECODED_SHARE = 0.9
 
 @dataclass(frozen=True)
 class VideoSource:
-    """A video file and its optional sidecars, addressed by path or fsspec URL."""
+    """A video file and its optional sidecars, addressed by path or fsspec URL.
+
+    ``storage_options`` (the catalog's credentials and ``fs_args`` of the video
+    folder, e.g. ``key``, ``secret``, ``client_kwargs``) open every one of its
+    files; they are neither printed nor compared.
+    """
 
     video_uid: str
     path: str
     sidecars: tuple[str, ...] = field(default_factory=tuple)
+    storage_options: dict[str, Any] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def open(self):
+        """An fsspec file object of the video."""
+        return fsspec.open(self.path, "rb", **self.storage_options)
+
+    def size(self) -> int:
+        """The video file's size in bytes."""
+        fs, path = fsspec.core.url_to_fs(self.path, **self.storage_options)
+        return fs.size(path)
 
     @contextlib.contextmanager
     def open_container(self) -> Iterator[av.container.InputContainer]:
@@ -36,8 +53,29 @@ class VideoSource:
             ) as c:
                 yield c
         else:
-            with fsspec.open(self.path, "rb") as handle, av.open(handle) as c:
+            with self.open() as handle, av.open(handle) as c:
                 yield c
+
+
+def manifest_sources(
+    video_manifest: list[dict[str, Any]], videos: list[VideoSource]
+) -> dict[str, VideoSource]:
+    """Each manifest row's video, opened with the storage options it was listed with.
+
+    Args:
+        video_manifest: Rows of ingest's manifest (``video_uid``, ``path``).
+        videos: The ``videos`` dataset's listing (carries the credentials).
+
+    Returns:
+        ``video_uid -> VideoSource``; a path no longer listed opens without options.
+    """
+    options = {v.path: v.storage_options for v in videos}
+    return {
+        row["video_uid"]: VideoSource(
+            row["video_uid"], row["path"], storage_options=options.get(row["path"], {})
+        )
+        for row in video_manifest
+    }
 
 
 @dataclass(frozen=True)
@@ -72,8 +110,7 @@ def probe_video(source: VideoSource) -> VideoInfo:
     Raises:
         VideoError: Empty, unreadable, audio-only or frameless files.
     """
-    fs, path = fsspec.core.url_to_fs(source.path)
-    if fs.size(path) == 0:
+    if source.size() == 0:
         raise VideoError("empty file (0 bytes)")
     try:
         with source.open_container() as container:

@@ -1,8 +1,10 @@
-"""Per-video views of a tree: a timeline PNG and a self-contained HTML viewer.
+"""Views of a run: a timeline PNG and an HTML viewer per video, and an index page.
 
-The HTML page embeds the tree as JSON (with ``<``, ``>`` and ``&`` escaped so no
-text can close the script element) and builds every element with
-``textContent``: titles, captions and annotations always render as text.
+Every page is self-contained. It embeds its data as JSON (with ``<``, ``>`` and
+``&`` escaped so no text can close the script element) and builds every element
+with ``textContent``: titles, captions, annotations and error reasons always
+render as text. Links to files are relative and URL-encoded, so names with
+``#``, ``?``, ``%``, spaces or non-ASCII letters still resolve.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import html
 import io
 import json
+import os
+import urllib.parse
 from typing import Any
 
 from action100m.tree import SegmentTree
@@ -30,11 +34,20 @@ video{width:100%;max-height:50vh;background:#000}
 </style></head><body>
 <h1 id="title"></h1>
 <video id="player" controls preload="metadata" src="__VIDEO__"></video>
+<p id="video-note"></p>
 <div id="tree"></div>
 <dl id="details"><dd>Click a segment.</dd></dl>
 <script id="data" type="application/json">__DATA__</script>
 <script>
 const data = JSON.parse(document.getElementById('data').textContent);
+const player = document.getElementById('player');
+player.addEventListener('loadedmetadata', () => { player.dataset.state = 'loaded'; });
+player.addEventListener('error', () => {
+  player.dataset.state = 'error';
+  let src = player.getAttribute('src');
+  try { src = decodeURI(src); } catch (e) { /* shown as written */ }
+  document.getElementById('video-note').textContent = 'The video could not be played from ' + src;
+});
 document.getElementById('title').textContent = data.title || data.video_uid;
 const total = Math.max(...data.nodes.map(n => n.end));
 const rows = {};
@@ -44,7 +57,7 @@ function fmt(t){const m=Math.floor(t/60);return m+':'+(t-60*m).toFixed(1).padSta
 function show(node, el){
   document.querySelectorAll('.seg.sel').forEach(e => e.classList.remove('sel'));
   el.classList.add('sel');
-  document.getElementById('player').currentTime = node.start;
+  player.currentTime = node.start;
   details.replaceChildren();
   const fields = [['Segment', fmt(node.start)+' \\u2192 '+fmt(node.end)+' (level '+node.level+')'],
     ['PLM action', node.plm_action], ['PLM caption', node.plm_caption],
@@ -78,9 +91,27 @@ for (const node of data.nodes) {
 """
 
 
-def _script_json(value: Any) -> str:
+def script_json(value: Any) -> str:
+    """JSON for a ``<script type="application/json">`` block (cannot close it)."""
     text = json.dumps(value, ensure_ascii=False)
     return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def relative_link(target: str, page_dir: str) -> str:
+    """A URL-encoded link from a page in ``page_dir`` to a file (URLs unchanged).
+
+    Args:
+        target: A local path, or a URL (``s3://``, ``https://`` ...).
+        page_dir: The folder of the page that links.
+
+    Returns:
+        e.g. ``../../videos/a%23b.mp4`` for ``videos/a#b.mp4``.
+    """
+    target = target.removeprefix("file://")
+    if "://" in target:
+        return target
+    rel = os.path.relpath(os.path.abspath(target), os.path.abspath(page_dir))
+    return urllib.parse.quote(rel.replace(os.sep, "/"))
 
 
 def render_html(tree: SegmentTree, video_src: str | None) -> str:
@@ -88,7 +119,8 @@ def render_html(tree: SegmentTree, video_src: str | None) -> str:
 
     Args:
         tree: The tree (any stage; missing fields are left out).
-        video_src: The video's URL or path relative to the page (None: no video).
+        video_src: The video's URL, or a URL-encoded path relative to the page
+            (:func:`relative_link`; None: no video).
 
     Returns:
         The page.
@@ -99,7 +131,7 @@ def render_html(tree: SegmentTree, video_src: str | None) -> str:
     return (
         _PAGE.replace("__TITLE__", html.escape(title))
         .replace("__VIDEO__", html.escape(video_src or "", quote=True))
-        .replace("__DATA__", _script_json(data))
+        .replace("__DATA__", script_json(data))
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -40,12 +41,23 @@ class CaptionFailure:
 class Captioner(StageModel, ABC):
     """Turns caption requests into texts; ``setup()`` loads weights once.
 
+    A batching backend (``streams`` False) is called with batches; a streaming
+    one (a served model) takes each request by ``submit`` as soon as its frames
+    are decoded and keeps its own bound on requests in flight.
     ``work`` counts the calls, frames, prompt tokens and generated tokens spent.
     """
+
+    streams = False
 
     def __init__(self) -> None:
         super().__init__()
         self.work = WorkCounter()
+
+    def submit(self, request: CaptionRequest) -> Future:
+        """One request; here run at once, in the caller's thread."""
+        future: Future = Future()
+        future.set_result(self([request])[0])
+        return future
 
     @abstractmethod
     def __call__(self, batch: list[CaptionRequest]) -> list[str | CaptionFailure]:

@@ -1,8 +1,13 @@
 """``OpenAICaptioner``: any OpenAI-compatible vision endpoint (vLLM, SGLang, ...).
 
-Frames travel as base64 JPEG data URLs in one user message. Requests run
-concurrently up to a bound; HTTP 429/5xx (honouring Retry-After), timeouts,
-refused connections and empty answers are retried with exponential backoff, then
+Frames travel as base64 JPEG data URLs in one user message. One client and one
+event loop (a background thread) live as long as the captioner, created by
+``setup()``: every request of every node and video goes through them, so at most
+``max_concurrency`` are in flight and the next ones are sent as soon as a slot
+frees. ``submit`` returns at once (the caller keeps decoding), and blocks only
+while ``2 * max_concurrency`` requests are outstanding (in flight or queued), so
+encoded frames never pile up. HTTP 429/5xx (honouring Retry-After), timeouts, refused
+connections and empty answers are retried with exponential backoff, then
 recorded as failures.
 """
 
@@ -13,11 +18,14 @@ import base64
 import io
 import logging
 import os
+import threading
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
 
 from action100m.captioners.base import Captioner, CaptionFailure, CaptionRequest
+from action100m.llm.refine import BackgroundLoop
 from action100m.openai_faults import PermanentError, endpoint_fault, retry_delay
 
 logger = logging.getLogger(__name__)
@@ -41,7 +49,8 @@ class OpenAICaptioner(Captioner):
         model_id: The served model name.
         base_url: The endpoint, e.g. ``http://localhost:8000/v1`` (vLLM).
         api_key_env: Environment variable holding the API key (never logged).
-        max_concurrency: Requests in flight at once.
+        max_concurrency: Requests in flight at once, across every call and
+            thread using this captioner.
         timeout_s: Per-request timeout.
         max_attempts: Attempts per request before it is recorded as failed.
         max_new_tokens: ``max_tokens`` of each request.
@@ -50,6 +59,8 @@ class OpenAICaptioner(Captioner):
         jpeg_quality: JPEG quality of the frames.
         backoff_s: First retry delay; doubles on each attempt.
     """
+
+    streams = True
 
     def __init__(
         self,
@@ -77,6 +88,26 @@ class OpenAICaptioner(Captioner):
         self.seed = seed
         self.jpeg_quality = jpeg_quality
         self.backoff_s = backoff_s
+        self._loop: BackgroundLoop | None = None
+        self._client = None
+        self._limit: asyncio.Semaphore | None = None
+        self._waiting = threading.BoundedSemaphore(2 * max_concurrency)
+
+    def setup(self) -> None:
+        from openai import AsyncOpenAI
+
+        async def start() -> None:
+            # Made on the loop that uses them.
+            self._limit = asyncio.Semaphore(self.max_concurrency)
+            self._client = AsyncOpenAI(
+                base_url=self.base_url,
+                api_key=os.environ.get(self.api_key_env) or "EMPTY",
+                timeout=self.timeout_s,
+                max_retries=0,
+            )
+
+        self._loop = BackgroundLoop()
+        self._loop.submit(start()).result()
 
     def _messages(self, request: CaptionRequest) -> list[dict[str, Any]]:
         frames = request.frames if request.kind == "video" else request.frames[:1]
@@ -90,16 +121,17 @@ class OpenAICaptioner(Captioner):
         content.append({"type": "text", "text": request.prompt})
         return [{"role": "user", "content": content}]
 
-    async def _one(self, client, limit: asyncio.Semaphore, request: CaptionRequest):
+    async def _one(
+        self, messages: list[dict[str, Any]], frames: int
+    ) -> str | CaptionFailure:
         import openai
 
-        messages = self._messages(request)
         last = "no attempt"
         for attempt in range(1, self.max_attempts + 1):
             retry_after = None
             try:
-                async with limit:
-                    response = await client.chat.completions.create(
+                async with self._limit:
+                    response = await self._client.chat.completions.create(
                         model=self.model_id,
                         messages=messages,
                         max_tokens=self.max_new_tokens,
@@ -116,7 +148,7 @@ class OpenAICaptioner(Captioner):
             else:
                 usage = response.usage.model_dump() if response.usage else {}
                 self.work.add_usage(usage)
-                self.work.add(frames=len(request.frames))
+                self.work.add(frames=frames)
                 text = (response.choices[0].message.content or "").strip()
                 if text:
                     return text
@@ -126,23 +158,30 @@ class OpenAICaptioner(Captioner):
         logger.warning("caption request failed after %d attempts: %s", attempt, last)
         return CaptionFailure(f"failed after {self.max_attempts} attempts: {last}")
 
-    async def _run(self, batch: list[CaptionRequest]) -> list[str | CaptionFailure]:
-        from openai import AsyncOpenAI
+    def submit(self, request: CaptionRequest) -> Future:
+        """Send one request (frames encoded here); the future gives its text.
 
-        limit = asyncio.Semaphore(self.max_concurrency)
-        client = AsyncOpenAI(
-            base_url=self.base_url,
-            api_key=os.environ.get(self.api_key_env) or "EMPTY",
-            timeout=self.timeout_s,
-            max_retries=0,
-        )
-        async with client:
-            return list(
-                await asyncio.gather(*(self._one(client, limit, r) for r in batch))
-            )
+        Blocks while ``2 * max_concurrency`` requests are outstanding.
+        """
+        self.ensure_setup()
+        messages = self._messages(request)
+        self._waiting.acquire()
+        frames = len(messages[0]["content"]) - 1  # the images sent
+        future = self._loop.submit(self._one(messages, frames))
+        future.add_done_callback(lambda _: self._waiting.release())
+        return future
 
     def __call__(self, batch: list[CaptionRequest]) -> list[str | CaptionFailure]:
-        return asyncio.run(self._run(batch))
+        futures = [self.submit(r) for r in batch]
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        """Close the client and stop the event loop."""
+        if self._loop is not None:
+            self._loop.submit(self._client.close()).result()
+            self._loop.loop.call_soon_threadsafe(self._loop.loop.stop)
+            self._loop = None
+            self._ready = False
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -12,6 +12,11 @@ Example YAML::
       type: action100m.datasets.VideoFolderDataset
       path: s3://bucket/videos
       extensions: [".mp4", ".mkv"]
+      credentials: videos   # fsspec options from credentials.yml
+
+Every :class:`~action100m.video.VideoSource` carries the credentials and
+``fs_args`` as its storage options, so probing, decoding and sidecar reads, on
+this machine or on a Ray worker, open the files with them.
 """
 
 from __future__ import annotations
@@ -80,8 +85,9 @@ class VideoFolderDataset(AbstractDataset[None, list[VideoSource]]):
         self._path = str(path)
         self._extensions = tuple(e.lower() for e in extensions)
         self._recursive = recursive
+        self._storage_options = {**(credentials or {}), **(fs_args or {})}
         self._fs, self._root = fsspec.core.url_to_fs(
-            self._path, **(credentials or {}), **(fs_args or {})
+            self._path, **self._storage_options
         )
         self.metadata = metadata
 
@@ -132,6 +138,7 @@ class VideoFolderDataset(AbstractDataset[None, list[VideoSource]]):
                 video_uid=posixpath.basename(stem),
                 path=self._url(path),
                 sidecars=tuple(self._url(p) for p in by_stem.get(stem, ())),
+                storage_options=self._storage_options,
             )
             for stem, path in videos
         ]

@@ -422,3 +422,18 @@ def test_the_answer_continues_the_reasoning_cache_exactly(tiny_models):
     fresh = tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
     assert reused.text == fresh
     json.loads(reused.text)
+
+
+def test_client_keeps_max_concurrency_requests_in_flight():
+    async def send(client: OpenAIChatClient, n: int) -> list:
+        try:
+            return await asyncio.gather(*(client.complete(MESSAGES) for _ in range(n)))
+        finally:
+            await client.aclose()
+
+    with FakeOpenAIServer(annotation_answer) as server:
+        server.default = "sleep:0.3"
+        client = _client(server.base_url, max_concurrency=5)
+        done = asyncio.run(send(client, 12))
+    assert len(done) == 12 and len(server.requests) == 12
+    assert server.peak_in_flight == 5

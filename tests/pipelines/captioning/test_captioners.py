@@ -6,6 +6,7 @@ import base64
 import io
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -16,8 +17,12 @@ from action100m.captioners import (
     CaptionRequest,
     OpenAICaptioner,
     TransformersCaptioner,
+    make_captioner,
 )
+from action100m.params import CaptioningParams, LlamaParams, PLMParams
+from action100m.pipelines.captioning.nodes import caption_video
 from tests.openai_server import FakeOpenAIServer
+from tests.pipelines.segmentation.test_nodes import _tree, _video
 
 
 def _frames(n: int, seed: int = 0) -> list[np.ndarray]:
@@ -308,3 +313,51 @@ def test_rows_that_fit_follow_free_memory_for_the_real_configs():
     assert rows_that_fit(2 * 2**30, plm, shared=True, **node) == 1  # never 0
     more = rows_that_fit(80 * 2**30, plm, shared=True, **node)
     assert more == 16 and rows_that_fit(24 * 2**30, plm, shared=True, **node) == 7
+
+
+def _captioning_params(server_url: str, max_concurrency: int) -> CaptioningParams:
+    served = {
+        "backend": "openai",
+        "base_url": server_url,
+        "batch_size": 1,
+        "max_concurrency": max_concurrency,
+    }
+    return CaptioningParams(
+        plm=PLMParams(
+            **served, num_frames=4, frame_size=32, caption_prompt="c", action_prompt="a"
+        ),
+        llama=LlamaParams(**served, frame_short_side=32, prompt="p"),
+    )
+
+
+def test_served_captioner_keeps_max_concurrency_in_flight_across_nodes_and_videos(
+    cut_videos,
+):
+    folder, _ = cut_videos
+    trees = {uid: _tree(folder, uid) for uid in ("cuts_a", "cuts_b")}
+    with FakeOpenAIServer() as server:
+        server.default = "sleep:0.3"
+        params = _captioning_params(server.base_url, max_concurrency=6)
+        # One client for both roles and both videos, as one worker holds it.
+        captioner = make_captioner(params.plm)
+        captioner.ensure_setup()
+        with ThreadPoolExecutor(2) as pool:
+            results = list(
+                pool.map(
+                    lambda uid: caption_video(
+                        trees[uid], _video(folder, uid), captioner, captioner, params
+                    ),
+                    trees,
+                )
+            )
+        captioner.close()
+    # Batches of one node (two requests) used to cap it at 2 per video.
+    assert server.peak_in_flight == 6
+    expected = sum(2 * len(t.nodes) + len(t.leaves()) for t in trees.values())
+    assert len(server.requests) == expected
+    for tree, result in zip(trees.values(), results, strict=True):
+        assert result["errors"] == []
+        assert all(
+            result["captions"][n.node_id]["plm_caption"].startswith("answer")
+            for n in tree.nodes
+        )

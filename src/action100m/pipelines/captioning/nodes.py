@@ -10,6 +10,7 @@ stretching (letterboxed or centre-cropped, ``frame_aspect``).
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,12 @@ from action100m.executor import StageWorker, VideoWork, map_videos
 from action100m.fingerprint import made_by, stage_identity
 from action100m.params import CaptioningParams, ExecutorParams
 from action100m.tree import Node, SegmentTree
-from action100m.video import FrameRequest, VideoSource, frames_at_times
+from action100m.video import (
+    FrameRequest,
+    VideoSource,
+    frames_at_times,
+    manifest_sources,
+)
 from action100m.work import collecting_work
 
 logger = logging.getLogger(__name__)
@@ -103,18 +109,28 @@ def frame_requests(
 
 
 class _VideoCaptions:
-    """Accumulates one video's captions and per-node errors, batch by batch."""
+    """Accumulates one video's captions and per-node errors.
+
+    Batching backends caption a batch once it is full; streaming ones (served
+    models) get each request as soon as its frames are decoded.
+    """
 
     def __init__(self, tree: SegmentTree, plm: Captioner, llama: Captioner, params):
         self.plm, self.llama, self.params = plm, llama, params
         self.fields = {n.node_id: dict.fromkeys(CAPTION_FIELDS) for n in tree.nodes}
         self.errors: list[dict[str, Any]] = []
         self.pending: dict[str, list[tuple[str, list]]] = {"plm": [], "llama": []}
+        self.sent: list[tuple[str, str, Future]] = []
 
     def add(self, kind: str, node_id: str, frames: list) -> None:
         if kind == "plm":
             size, aspect = self.params.plm.frame_size, self.params.plm.frame_aspect
             frames = [square_frame(f, size, aspect) for f in frames]
+        captioner = self.plm if kind == "plm" else self.llama
+        if captioner.streams:  # sent now; the answers are collected in finish
+            for node, field, request in self._requests(kind, [(node_id, frames)]):
+                self.sent.append((node, field, captioner.submit(request)))
+            return
         self.pending[kind].append((node_id, frames))
         batch_size = (
             self.params.plm if kind == "plm" else self.params.llama
@@ -130,33 +146,44 @@ class _VideoCaptions:
         else:
             self.fields[node_id][field] = result
 
-    def flush(self, kind: str) -> None:
-        items, self.pending[kind] = self.pending[kind], []
-        if not items:
-            return
+    def _requests(
+        self, kind: str, items: list[tuple[str, list]]
+    ) -> list[tuple[str, str, CaptionRequest]]:
         if kind == "plm":
             prompts = (
                 ("plm_caption", self.params.plm.caption_prompt),
                 ("plm_action", self.params.plm.action_prompt),
             )
-            requests = [
+            return [
                 (node_id, field, CaptionRequest(frames, prompt, "video", node_id))
                 for node_id, frames in items
                 for field, prompt in prompts
             ]
-            results = self.plm([r for _, _, r in requests])
-        else:
-            requests = [
-                (
-                    node_id,
-                    "llama3_caption",
-                    CaptionRequest(frames, self.params.llama.prompt, "image"),
-                )
-                for node_id, frames in items
-            ]
-            results = self.llama([r for _, _, r in requests])
-        for (node_id, field, _), result in zip(requests, results, strict=True):
-            self._store(node_id, field, result)
+        return [
+            (
+                node_id,
+                "llama3_caption",
+                CaptionRequest(frames, self.params.llama.prompt, "image"),
+            )
+            for node_id, frames in items
+        ]
+
+    def flush(self, kind: str) -> None:
+        items, self.pending[kind] = self.pending[kind], []
+        if items:
+            requests = self._requests(kind, items)
+            captioner = self.plm if kind == "plm" else self.llama
+            results = captioner([r for _, _, r in requests])
+            for (node_id, field, _), result in zip(requests, results, strict=True):
+                self._store(node_id, field, result)
+
+    def finish(self) -> None:
+        """Caption what is still batched and wait for the requests sent."""
+        self.flush("plm")
+        self.flush("llama")
+        sent, self.sent = self.sent, []
+        for node_id, field, future in sent:
+            self._store(node_id, field, future.result())
 
 
 def caption_video(
@@ -165,6 +192,7 @@ def caption_video(
     plm: Captioner,
     llama: Captioner,
     params: CaptioningParams,
+    source: VideoSource | None = None,
 ) -> dict[str, Any]:
     """Caption one video's tree from a single decoding pass.
 
@@ -174,21 +202,21 @@ def caption_video(
         plm: The set-up PerceptionLM captioner.
         llama: The set-up Llama-3.2-Vision captioner.
         params: Captioning parameters (prompts, frame counts, sizes).
+        source: The file with its storage options (default: the row's path).
 
     Returns:
         ``captions`` (node id -> the three fields), per-node ``errors`` and the
         ``models`` that wrote them.
     """
     result = _VideoCaptions(tree, plm, llama, params)
-    source = VideoSource(video["video_uid"], video["path"])
+    source = source or VideoSource(video["video_uid"], video["path"])
     for (kind, node_id), frames in frames_at_times(
         source,
         frame_requests(tree, params, video),
         expected_duration=video["duration"],
     ):
         result.add(kind, node_id, frames)
-    result.flush("plm")
-    result.flush("llama")
+    result.finish()
     logger.info(
         "captioning: %s: %d nodes, %d failed fields",
         tree.video_uid,
@@ -220,15 +248,19 @@ class CaptioningWorker(StageWorker):
         self.plm.teardown()
         self.llama.teardown()
 
-    def __call__(self, payload: tuple[dict[str, Any], dict[str, Any]]) -> Any:
-        tree_data, video = payload
+    def __call__(
+        self, payload: tuple[dict[str, Any], dict[str, Any], VideoSource]
+    ) -> Any:
+        tree_data, video, source = payload
         self.plm.ensure_setup()  # a model that cannot load fails the run, once
         self.llama.ensure_setup()
         tree = SegmentTree.from_dict(tree_data)
         return record_failure(
             STAGE,
             video["video_uid"],
-            lambda: caption_video(tree, video, self.plm, self.llama, self.params),
+            lambda: caption_video(
+                tree, video, self.plm, self.llama, self.params, source
+            ),
             video["path"],
         )
 
@@ -236,6 +268,7 @@ class CaptioningWorker(StageWorker):
 def caption_trees(
     segment_trees: PartitionLoaders,
     video_manifest: list[dict[str, Any]],
+    videos: list[VideoSource],
     params: CaptioningParams,
     executor: ExecutorParams,
 ) -> VideoWork:
@@ -244,6 +277,7 @@ def caption_trees(
     Args:
         segment_trees: Loaders of the per-video trees.
         video_manifest: Usable videos from ingest.
+        videos: The video folder's listing (its storage options open the files).
         params: Captioning parameters (backends are config lines).
         executor: In-process or Ray fan-out.
 
@@ -251,9 +285,13 @@ def caption_trees(
         ``video_uid -> callable`` giving the video's captions or its failure.
     """
 
+    sources = manifest_sources(video_manifest, videos)
+
     def payload(video: dict[str, Any]) -> Any:
         data = load_upstream(segment_trees, video, STAGE, "segment tree")
-        return data if isinstance(data, VideoFailure) else (data, video)
+        if isinstance(data, VideoFailure):
+            return data
+        return data, video, sources[video["video_uid"]]
 
     payloads = {v["video_uid"]: (lambda v=v: payload(v)) for v in video_manifest}
     identity = stage_identity(STAGE, params, "captioning")

@@ -13,6 +13,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=[
                     "segment_trees",
                     "video_manifest",
+                    "videos",
                     "params:captioning",
                     "params:executor",
                 ],

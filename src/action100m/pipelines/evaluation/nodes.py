@@ -1,4 +1,4 @@
-"""Evaluation: quality metrics of the run, for MLflow and a summary file."""
+"""Evaluation: quality metrics for MLflow, a summary file and the run's index page."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import pyarrow as pa
 
 from action100m.datasets import PartitionLoaders
 from action100m.params import SegmentationParams
-from action100m.quality import cut_metrics, refine_metrics, release_metrics
+from action100m.quality import ReleaseMetrics, cut_metrics, refine_metrics
+from action100m.run_index import render_run_index, video_entry
+from action100m.stats import iter_rows
 from action100m.tree import SegmentTree
 
 logger = logging.getLogger(__name__)
@@ -22,8 +24,11 @@ def evaluate_run(
     video_manifest: list[dict[str, Any]],
     errors_table: list[dict[str, Any]],
     segmentation: SegmentationParams,
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[dict[str, Any], dict[str, Any], str]:
     """Quality metrics of this run's release file and intermediate records.
+
+    One pass over the release table, a batch of rows at a time: each row feeds
+    the statistics, the invariant check, the boundary metrics and the index page.
 
     Args:
         release_parquet: The run's release table.
@@ -34,27 +39,32 @@ def evaluate_run(
         segmentation: Segmentation parameters (the shortest leaf allowed).
 
     Returns:
-        MLflow metrics (``name -> {value, step}``) and a summary dict.
+        MLflow metrics (``name -> {value, step}``), a summary dict and the run's
+        index page (``viewer/index.html``).
     """
-    uids = [v["video_uid"] for v in video_manifest]
-    metrics = release_metrics(release_parquet, segmentation.tree.min_segment_s)
-    metrics["video_hours"] = sum(v["duration"] for v in video_manifest) / 3600
+    durations = {v["video_uid"]: v["duration"] for v in video_manifest}
+    release = ReleaseMetrics(segmentation.tree.min_segment_s)
+    cut_rows, entries = [], []
+    for row in iter_rows(release_parquet):
+        uid = row["video_uid"]
+        tree = SegmentTree.from_release_row(row)
+        release.add(row, tree)
+        entries.append(video_entry(row, durations.get(uid, tree.root.end)))
+        if uid in ground_truth_cuts and uid not in ground_truth_cuts.failed:
+            cuts = ground_truth_cuts[uid]().get("cut_times", [])
+            if cuts:
+                cut_rows.append(cut_metrics(tree, cuts))
+    metrics = release.result()
+    metrics["video_hours"] = sum(durations.values()) / 3600
     metrics["failed_videos"] = sum("node_id" not in e for e in errors_table)
     metrics["failed_nodes"] = sum("node_id" in e for e in errors_table)
     metrics.update(
         refine_metrics(
             annotations[u]()
-            for u in uids
+            for u in durations
             if u in annotations and u not in annotations.failed
         )
     )
-    cut_rows = []
-    for row in release_parquet.to_pylist():
-        uid = row["video_uid"]
-        if uid in ground_truth_cuts and uid not in ground_truth_cuts.failed:
-            cuts = ground_truth_cuts[uid]().get("cut_times", [])
-            if cuts:
-                cut_rows.append(cut_metrics(SegmentTree.from_release_row(row), cuts))
     if cut_rows:
         for key in cut_rows[0]:
             metrics[key] = sum(r[key] for r in cut_rows) / len(cut_rows)
@@ -70,4 +80,4 @@ def evaluate_run(
         for name, value in metrics.items()
         if isinstance(value, int | float) and not isinstance(value, bool)
     }
-    return mlflow_metrics, summary
+    return mlflow_metrics, summary, render_run_index(entries, errors_table, metrics)

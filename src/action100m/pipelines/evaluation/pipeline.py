@@ -18,7 +18,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "errors_table",
                     "params:segmentation",
                 ],
-                outputs=["quality_metrics", "run_summary"],
+                outputs=["quality_metrics", "run_summary", "run_index_page"],
                 name="evaluate_run_node",
             )
         ]

@@ -21,7 +21,7 @@ from action100m.params import (
     SegmentationParams,
 )
 from action100m.tree import SegmentTree
-from action100m.viewer import render_html, render_timeline_png
+from action100m.viewer import relative_link, render_html, render_timeline_png
 
 logger = logging.getLogger(__name__)
 STAGE = "export"
@@ -158,13 +158,8 @@ def render_views(
         return SegmentTree.from_release_json(release_trees[uid]())
 
     def page(uid: str) -> str:
-        path = videos[uid]["path"]
-        if "://" not in path:
-            path = os.path.relpath(
-                os.path.abspath(path),
-                os.path.abspath(os.path.join(output_dir, "viewer")),
-            )
-        return render_html(tree(uid), path)
+        link = relative_link(videos[uid]["path"], os.path.join(output_dir, "viewer"))
+        return render_html(tree(uid), link)
 
     pages = {uid: (lambda uid=uid: page(uid)) for uid in videos}
     images = {uid: (lambda uid=uid: render_timeline_png(tree(uid))) for uid in videos}

@@ -54,7 +54,9 @@ def _probe_one(
         raise VideoError(
             f"too short: {info.duration:.2f} s < {params.min_duration_s} s"
         )
-    metadata = read_sidecars(source.sidecars, params.max_sidecar_bytes)
+    metadata = read_sidecars(
+        source.sidecars, params.max_sidecar_bytes, source.storage_options
+    )
     metadata.setdefault("duration", int(round(info.duration)))
     row = {
         "video_uid": source.video_uid,

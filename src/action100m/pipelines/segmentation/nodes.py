@@ -20,7 +20,7 @@ from action100m.fingerprint import digest, made_by, stage_identity
 from action100m.params import ExecutorParams, SegmentationParams
 from action100m.prefetch import prefetch
 from action100m.tree import SegmentTree
-from action100m.video import VideoSource, sample_frames
+from action100m.video import VideoSource, manifest_sources, sample_frames
 from action100m.work import collecting_work
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,10 @@ def video_identity(video: dict[str, Any]) -> str:
 
 
 def embed_video(
-    embedder: Embedder, video: dict[str, Any], params: SegmentationParams
+    embedder: Embedder,
+    video: dict[str, Any],
+    params: SegmentationParams,
+    source: VideoSource | None = None,
 ) -> dict[str, Any]:
     """Sample one of every ``frame_stride`` frames and embed them, streaming.
 
@@ -44,13 +47,14 @@ def embed_video(
         embedder: A set-up embedder.
         video: The video's manifest row.
         params: Segmentation parameters.
+        source: The file with its storage options (default: the row's path).
 
     Returns:
         ``frame_times`` (N,), ``embeddings`` (N, D) and ``duration``.
     """
     decoded = prefetch(
         sample_frames(
-            VideoSource(video["video_uid"], video["path"]),
+            source or VideoSource(video["video_uid"], video["path"]),
             frame_stride=params.frame_stride,
             short_side=embedder.short_side,
             batch_size=params.decode_batch,
@@ -86,11 +90,12 @@ class EmbeddingWorker(StageWorker):
     def teardown(self) -> None:
         self.embedder.teardown()
 
-    def __call__(self, video: dict[str, Any]) -> Any:
+    def __call__(self, payload: tuple[dict[str, Any], VideoSource]) -> Any:
+        video, source = payload
         self.embedder.ensure_setup()  # a model that cannot load fails the run
 
         def embed() -> dict[str, Any]:
-            result = embed_video(self.embedder, video, self.params)
+            result = embed_video(self.embedder, video, self.params, source)
             return result | {"work": {"embedder": self.embedder.work.take()}}
 
         return record_failure(STAGE, video["video_uid"], embed, video["path"])
@@ -98,6 +103,7 @@ class EmbeddingWorker(StageWorker):
 
 def embed_frames(
     video_manifest: list[dict[str, Any]],
+    videos: list[VideoSource],
     params: SegmentationParams,
     executor: ExecutorParams,
 ) -> VideoWork:
@@ -105,13 +111,18 @@ def embed_frames(
 
     Args:
         video_manifest: Usable videos from ingest.
+        videos: The video folder's listing (its storage options open the files).
         params: Segmentation parameters (the embedder backend is a config line).
         executor: In-process or Ray fan-out.
 
     Returns:
         ``video_uid -> callable`` giving the video's embeddings or its failure.
     """
-    payloads = {v["video_uid"]: (lambda v=v: v) for v in video_manifest}
+    sources = manifest_sources(video_manifest, videos)
+    payloads = {
+        v["video_uid"]: (lambda v=v: (v, sources[v["video_uid"]]))
+        for v in video_manifest
+    }
     identity = stage_identity(
         "frame_embeddings", params.model_dump(exclude={"tree"}), "segmentation"
     )

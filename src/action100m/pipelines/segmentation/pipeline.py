@@ -10,7 +10,12 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 func=embed_frames,
-                inputs=["video_manifest", "params:segmentation", "params:executor"],
+                inputs=[
+                    "video_manifest",
+                    "videos",
+                    "params:segmentation",
+                    "params:executor",
+                ],
                 outputs="frame_embeddings",
                 name="embed_frames_node",
             ),

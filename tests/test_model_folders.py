@@ -1,0 +1,69 @@
+"""A missing model folder stops the run at once, saying what to run."""
+
+from __future__ import annotations
+
+import pytest
+
+from action100m.model_folders import missing_model_folders, names_a_folder
+from tests.test_run import kedro_run
+
+DEMO_PARAMS = {
+    "segmentation": {"embedder": {"backend": "color_histogram", "model_id": None}},
+    "captioning": {
+        "plm": {"backend": "transformers", "model_id": "data/06_models/perception_lm"},
+        "llama": {"backend": "openai", "model_id": "meta-llama/served"},
+    },
+    "aggregation": {"llm": {"backend": "transformers", "model": "/nowhere/gpt_oss"}},
+}
+
+
+def test_paths_are_told_from_hub_ids(tmp_path):
+    assert names_a_folder("data/06_models/perception_lm")
+    assert names_a_folder("/models/vjepa2") and names_a_folder("./gpt")
+    assert names_a_folder(str(tmp_path))
+    assert not names_a_folder("facebook/Perception-LM-3B")
+    assert not names_a_folder("gpt2")
+
+
+def test_only_the_folders_of_the_nodes_that_run_are_required(tmp_path):
+    every = {"embed_frames_node", "caption_trees_node", "annotate_segment_trees_node"}
+    assert missing_model_folders(DEMO_PARAMS, every) == [
+        ("aggregation.llm.model", "/nowhere/gpt_oss"),
+        ("captioning.plm.model_id", "data/06_models/perception_lm"),
+    ]
+    assert missing_model_folders(DEMO_PARAMS, {"probe_videos_node"}) == []
+    present = tmp_path / "gpt_oss"
+    present.mkdir()
+    params = {
+        "aggregation": {"llm": {"backend": "transformers", "model": str(present)}}
+    }
+    assert missing_model_folders(params, every) == []
+
+
+@pytest.mark.slow
+def test_run_names_the_folder_and_the_command_before_touching_a_video(
+    tmp_path, cut_videos
+):
+    folder, _ = cut_videos
+    out = tmp_path / "out"
+    missing = "data/06_models/not_built_perception_lm"
+    run = kedro_run(
+        tmp_path,
+        "--env",
+        "demo",
+        "--params",
+        f"videos_dir={folder},output_dir={out},captioning.plm.model_id={missing}",
+    )
+    assert run.returncode != 0
+    said = " ".join((run.stdout + run.stderr).split())  # the terminal wraps lines
+    assert f"model folder {missing} (captioning.plm.model_id) does not exist" in said
+    assert "action100m tiny-models --out data/06_models" in said
+    assert "Repo id" not in said and "HFValidationError" not in said
+    assert not out.exists()  # no video was probed, nothing was written
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (failed,) = client.search_runs(
+        [client.get_experiment_by_name("action100m").experiment_id]
+    )
+    assert failed.info.status == "FAILED"
