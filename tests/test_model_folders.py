@@ -10,7 +10,7 @@ from tests.test_run import kedro_run
 DEMO_PARAMS = {
     "segmentation": {"embedder": {"backend": "color_histogram", "model_id": None}},
     "captioning": {
-        "plm": {"backend": "transformers", "model_id": "data/06_models/perception_lm"},
+        "plm": {"backend": "transformers", "model_id": "data/06_models/absent_plm"},
         "llama": {"backend": "openai", "model_id": "meta-llama/served"},
     },
     "aggregation": {"llm": {"backend": "transformers", "model": "/nowhere/gpt_oss"}},
@@ -29,7 +29,7 @@ def test_only_the_folders_of_the_nodes_that_run_are_required(tmp_path):
     every = {"embed_frames_node", "caption_trees_node", "annotate_segment_trees_node"}
     assert missing_model_folders(DEMO_PARAMS, every) == [
         ("aggregation.llm.model", "/nowhere/gpt_oss"),
-        ("captioning.plm.model_id", "data/06_models/perception_lm"),
+        ("captioning.plm.model_id", "data/06_models/absent_plm"),
     ]
     assert missing_model_folders(DEMO_PARAMS, {"probe_videos_node"}) == []
     present = tmp_path / "gpt_oss"

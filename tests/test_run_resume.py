@@ -83,8 +83,9 @@ def test_reruns_reuse_only_what_the_same_settings_made(tmp_path, cut_videos):
         )
         assert run.returncode == 0, run.stderr[-3000:]
     record = json.loads(
-        (out / "intermediate" / "frame_embeddings" / "_made_by" / "cuts_a.json")
-        .read_text()
+        (
+            out / "intermediate" / "frame_embeddings" / "_made_by" / "cuts_a.json"
+        ).read_text()
     )
     assert record["settings"]["frame_stride"] == 8
     first, changed, same = _metrics(tmp_path, "segmentation@demo")

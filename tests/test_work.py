@@ -10,6 +10,7 @@ from action100m.embedders import ColorHistogramEmbedder
 from action100m.params import EmbedderParams, SegmentationParams
 from action100m.pipelines.segmentation.nodes import EmbeddingWorker, embed_video
 from action100m.prefetch import prefetch
+from action100m.video import VideoSource
 from action100m.work import RUN_WORK, WorkCounter, collecting_work
 
 
@@ -70,7 +71,13 @@ def test_embedding_work_reaches_the_run_totals(cut_videos):
     worker = EmbeddingWorker(_params(2))
     RUN_WORK.reset()
     results = collecting_work(
-        {v["video_uid"]: (lambda v=v: worker(v)) for v in manifest}, manifest
+        {
+            v["video_uid"]: (
+                lambda v=v: worker((v, VideoSource(v["video_uid"], v["path"])))
+            )
+            for v in manifest
+        },
+        manifest,
     )
     sampled = 0
     for run in results.values():

@@ -351,8 +351,7 @@ class VideoPartitionsDataset(AbstractDataset[dict[str, Any], PartitionLoaders]):
             "failed": failed,
         }
         logger.info(
-            "%s: %d written (%d made with other settings before), %d reused, "
-            "%d failed",
+            "%s: %d written (%d made with other settings before), %d reused, %d failed",
             self._path,
             written,
             len(changed),
