@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from action100m.footage import CLIPS, PHOTOS, Shot, write_cut_video
+from action100m.demo.footage import CLIPS, PHOTOS, Shot, write_cut_video
 
 
 def long_video(path: str, seconds: float, size=(854, 480), fps=25, shot_s=30.0) -> str:

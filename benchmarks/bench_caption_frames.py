@@ -18,17 +18,17 @@ import time
 
 import av
 
-from action100m.embedders import ColorHistogramEmbedder
-from action100m.params import CaptioningParams, EmbedderParams, SegmentationParams
+from action100m.core.params import CaptioningParams, EmbedderParams, SegmentationParams
+from action100m.core.tree import SegmentTree
+from action100m.media.video import VideoSource, frames_at_times, probe_video
+from action100m.models.embedders import ColorHistogramEmbedder
 from action100m.pipelines.captioning.nodes import frame_requests
 from action100m.pipelines.segmentation.nodes import build_tree, embed_video
-from action100m.tree import SegmentTree
-from action100m.video import VideoSource, frames_at_times, probe_video
 from benchmarks._footage import long_video
 
 
 def one_pass(source: VideoSource, requests) -> tuple[int, int]:
-    from action100m import video
+    from action100m.media import video
 
     decoded = 0
     real = video.decoded_frames

@@ -30,15 +30,15 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from action100m.llm.clients import OpenAIChatClient
-from action100m.llm.prompts import (
+from action100m.core.params import PromptParams
+from action100m.core.tree import SegmentTree
+from action100m.models.llm.clients import OpenAIChatClient
+from action100m.models.llm.prompts import (
     PromptBuilder,
     default_template,
     refine_messages,
 )
-from action100m.llm.refine import eligible_nodes
-from action100m.params import PromptParams
-from action100m.tree import SegmentTree
+from action100m.models.llm.refine import eligible_nodes
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared/data/action100m_release_sample"
 CHARS_PER_TOKEN = 4.0

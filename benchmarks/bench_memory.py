@@ -22,13 +22,13 @@ from benchmarks._footage import long_video
 
 CHILD = """
 import json, resource, sys, time
-from action100m.captioners import make_captioner
-from action100m.embedders import make_embedder
-from action100m.params import CaptioningParams, SegmentationParams
+from action100m.models.captioners import make_captioner
+from action100m.models.embedders import make_embedder
+from action100m.core.params import CaptioningParams, SegmentationParams
 from action100m.pipelines.captioning.nodes import caption_video
 from action100m.pipelines.segmentation.nodes import build_tree, embed_video
-from action100m.tree import SegmentTree
-from action100m.video import VideoSource, probe_video
+from action100m.core.tree import SegmentTree
+from action100m.media.video import VideoSource, probe_video
 
 def peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -104,7 +104,7 @@ def main() -> None:
     print(f"video ready in {time.perf_counter() - start:.0f} s: {path}")
     captioning = "null"
     if args.captioning:
-        from action100m.tiny_models import build_tiny_models
+        from action100m.demo.tiny_models import build_tiny_models
 
         build_tiny_models(args.models)
         captioning = json.dumps(demo_captioning(args.models))

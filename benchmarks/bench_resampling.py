@@ -17,7 +17,9 @@ import sys
 CHILD = """
 import json, resource, sys, time
 import numpy as np
-from action100m.resampling import cluster_embeddings, sample_uniform_over_clusters
+from action100m.release.resampling import (
+    cluster_embeddings, sample_uniform_over_clusters,
+)
 n, dim, k = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 rng = np.random.default_rng(0)
 centres = rng.normal(size=(5000, dim)).astype(np.float32)

@@ -15,7 +15,7 @@ import time
 
 import av
 
-from action100m.video import VideoSource, even_size, sample_frames
+from action100m.media.video import VideoSource, even_size, sample_frames
 from benchmarks._footage import long_video
 
 

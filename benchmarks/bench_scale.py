@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from action100m.footage import CLIPS, PHOTOS, Shot, write_cut_video
+from action100m.demo.footage import CLIPS, PHOTOS, Shot, write_cut_video
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = Path(tempfile.gettempdir()) / "action100m_bench_scale"
@@ -59,7 +59,7 @@ def short_videos(count: int, seconds: float = 6.0) -> Path:
 
 
 def tiny_models() -> dict[str, str]:
-    from action100m.tiny_models import build_tiny_models
+    from action100m.demo.tiny_models import build_tiny_models
 
     folder = WORK / "models"
     if (folder / "gpt_oss" / "config.json").exists():
@@ -114,16 +114,16 @@ import pyarrow as pa, pyarrow.parquet as pq
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from action100m.datasets import VideoFolderDataset
-from action100m.fiftyone_format import VideoFrames, video_sample
+from action100m.release.fiftyone_format import VideoFrames, video_sample
 from action100m.pipelines.aggregation.nodes import AggregationWorker
 from action100m.pipelines.captioning.nodes import CaptioningWorker
 from action100m.pipelines.ingest.nodes import probe_videos
 from action100m.pipelines.segmentation.nodes import EmbeddingWorker, build_tree
-from action100m.quality import release_metrics
-from action100m.schema import RELEASE_SCHEMA
-from action100m.tree import SegmentTree
-from action100m.video import manifest_sources
-from action100m.viewer import render_html, render_timeline_png
+from action100m.release.quality import release_metrics
+from action100m.core.schema import RELEASE_SCHEMA
+from action100m.core.tree import SegmentTree
+from action100m.media.video import manifest_sources
+from action100m.release.viewer import render_html, render_timeline_png
 
 root, videos_dir, out, extra = sys.argv[1:5]
 bootstrap_project(root)

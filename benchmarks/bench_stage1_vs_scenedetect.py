@@ -18,11 +18,11 @@ import os
 import tempfile
 import time
 
-from action100m.embedders import ColorHistogramEmbedder
-from action100m.footage import CLIPS, Shot, write_cut_video
-from action100m.params import EmbedderParams, SegmentationParams
+from action100m.core.params import EmbedderParams, SegmentationParams
+from action100m.core.tree import SegmentTree
+from action100m.demo.footage import CLIPS, Shot, write_cut_video
+from action100m.models.embedders import ColorHistogramEmbedder
 from action100m.pipelines.segmentation.nodes import build_tree, embed_video
-from action100m.tree import SegmentTree
 
 
 def real_footage(folder: str, seconds: float) -> tuple[str, list[float]]:

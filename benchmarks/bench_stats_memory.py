@@ -27,8 +27,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from action100m.schema import RELEASE_SCHEMA
-from action100m.tree import make_node_id
+from action100m.core.schema import RELEASE_SCHEMA
+from action100m.core.tree import make_node_id
 
 WORDS = (
     "person hand table knife onion board pan stir cut pour water bowl slowly "
@@ -100,7 +100,7 @@ import json, resource, sys
 import pyarrow.parquet as pq
 from action100m.datasets import PartitionLoaders
 from action100m.pipelines.evaluation.nodes import evaluate_run
-from action100m.stats import compute_stats
+from action100m.release.stats import compute_stats
 path, what = sys.argv[1], sys.argv[2]
 table = pq.read_table(path)
 if what == "stats":

@@ -15,8 +15,8 @@ import time
 import numpy as np
 from sklearn.cluster import ward_tree
 
-from action100m.clustering import temporal_ward_linkage
-from action100m.tree import SegmentTree
+from action100m.core.clustering import temporal_ward_linkage
+from action100m.core.tree import SegmentTree
 
 
 def chain(n: int):

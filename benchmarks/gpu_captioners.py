@@ -23,13 +23,13 @@ import time
 import numpy as np
 import torch
 
-from action100m.captioners import CaptionRequest, TransformersCaptioner
-from action100m.tiny_models import (
+from action100m.demo.tiny_models import (
     _CHAT_TEMPLATE,
     _tiny_tokenizer,
     build_tiny_mllama,
     build_tiny_perception_lm,
 )
+from action100m.models.captioners import CaptionRequest, TransformersCaptioner
 
 # PerceptionLM-3B's language model (facebook/Perception-LM-3B config.json).
 PLM_TEXT = dict(

@@ -37,12 +37,12 @@ import av
 import numpy as np
 import torch
 
-from action100m.captioners import CaptionRequest, TransformersCaptioner
-from action100m.embedders import VJEPA2Embedder
-from action100m.params import CaptioningParams, EmbedderParams, SegmentationParams
+from action100m.core.params import CaptioningParams, EmbedderParams, SegmentationParams
+from action100m.core.tree import Node, SegmentTree, make_node_id
+from action100m.models.captioners import CaptionRequest, TransformersCaptioner
+from action100m.models.embedders import VJEPA2Embedder
 from action100m.pipelines.captioning.nodes import caption_video
 from action100m.pipelines.segmentation.nodes import embed_video
-from action100m.tree import Node, SegmentTree, make_node_id
 
 NODES_PER_MINUTE = 84.3  # the release sample: 2,740 nodes in 32.5 minutes
 LEAVES_PER_MINUTE = 42.3  # 1,373 leaves
@@ -193,7 +193,7 @@ def synthetic_tree(uid: str, seconds: float) -> SegmentTree:
 
 def build_models(tiny: bool, folder: str, device: str):
     """(V-JEPA 2 folder, PLM parts, Llama parts) at full size or tiny."""
-    from action100m.tiny_models import (
+    from action100m.demo.tiny_models import (
         build_tiny_mllama,
         build_tiny_perception_lm,
         build_tiny_vjepa2,

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from transformers import VJEPA2Config, VJEPA2Model, VJEPA2VideoProcessor
 
-from action100m.embedders.vjepa2 import VJEPA2Embedder
-from action100m.embedders.windows import embed_frame_stream
+from action100m.models.embedders.vjepa2 import VJEPA2Embedder
+from action100m.models.embedders.windows import embed_frame_stream
 
 VITG_384 = dict(
     hidden_size=1408,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from action100m.footage import Shot, write_cut_video
+from action100m.demo.footage import Shot, write_cut_video
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASE_SAMPLE = ROOT.parent / "shared" / "data" / "action100m_release_sample"
@@ -56,7 +56,7 @@ def release_sample() -> Path:
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """Tiny V-JEPA 2, PerceptionLM and Mllama (real classes, random weights)."""
-    from action100m.tiny_models import build_tiny_models
+    from action100m.demo.tiny_models import build_tiny_models
 
     root = tmp_path_factory.mktemp("tiny_models")
     return {name: Path(p) for name, p in build_tiny_models(str(root)).items()}

@@ -5,7 +5,7 @@ import pytest
 from scipy import sparse
 from sklearn.cluster import ward_tree
 
-from action100m.clustering import temporal_ward_linkage
+from action100m.core.clustering import temporal_ward_linkage
 
 
 @pytest.mark.parametrize(("n", "dim", "seed"), [(2, 3, 0), (7, 2, 1), (400, 16, 2)])

@@ -9,13 +9,7 @@ import pytest
 import yaml
 from kedro.config import OmegaConfigLoader
 
-from action100m.dataset_card import (
-    PAPER_SEGMENTS,
-    PAPER_VIDEOS,
-    card_statistics,
-    size_category,
-)
-from action100m.params import (
+from action100m.core.params import (
     AggregationParams,
     CaptioningParams,
     ExportParams,
@@ -23,6 +17,12 @@ from action100m.params import (
 )
 from action100m.pipelines.export import create_pipeline
 from action100m.pipelines.export.nodes import write_dataset_card
+from action100m.release.dataset_card import (
+    PAPER_SEGMENTS,
+    PAPER_VIDEOS,
+    card_statistics,
+    size_category,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

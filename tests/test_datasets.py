@@ -7,13 +7,13 @@ import pyarrow.parquet as pq
 import pytest
 from kedro.io import DatasetError
 
+from action100m.core.errors import VideoFailure
+from action100m.core.schema import RELEASE_SCHEMA
 from action100m.datasets import (
     JSONLinesDataset,
     ReleaseParquetDataset,
     VideoPartitionsDataset,
 )
-from action100m.errors import VideoFailure
-from action100m.schema import RELEASE_SCHEMA
 
 
 def test_partitions_skip_existing_and_route_failures(tmp_path):
@@ -84,7 +84,7 @@ def test_release_parquet_streams_rows_and_jsonl_roundtrip(tmp_path):
 
 
 def test_an_output_folder_that_cannot_take_files_stops_the_run(tmp_path):
-    from action100m.errors import OutputWriteError, record_failure
+    from action100m.core.errors import OutputWriteError, record_failure
 
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("a file where the output folder should be")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from action100m.errors import VideoFailure
-from action100m.executor import map_videos
-from action100m.params import ExecutorParams
+from action100m.core.errors import VideoFailure
+from action100m.core.params import ExecutorParams
+from action100m.runtime.executor import map_videos
 
 
 class SquareWorker:

@@ -14,8 +14,10 @@ import pytest
 import yaml
 
 from action100m.console import main
+from action100m.core.schema import GPT_FIELDS
+from action100m.core.tree import SegmentTree
 from action100m.datasets import FiftyOneDatasetDir
-from action100m.fiftyone_format import (
+from action100m.release.fiftyone_format import (
     METADATA_SAMPLE_FIELDS,
     VideoFrames,
     field_name,
@@ -24,8 +26,6 @@ from action100m.fiftyone_format import (
     transcript_entries,
     video_sample,
 )
-from action100m.schema import GPT_FIELDS
-from action100m.tree import SegmentTree
 from tests.pipelines.aggregation.test_prompts import captioned_tree
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from action100m.model_folders import missing_model_folders, names_a_folder
+from action100m.runtime.model_folders import missing_model_folders, names_a_folder
 from tests.test_run import kedro_run
 
 DEMO_PARAMS = {

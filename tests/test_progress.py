@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from action100m.errors import VideoFailure
-from action100m.progress import VideoProgress, count_nodes, track_videos
+from action100m.core.errors import VideoFailure
+from action100m.runtime.progress import VideoProgress, count_nodes, track_videos
 
 
 def _save(results: dict, done_before: set[str]) -> list:
@@ -27,7 +27,7 @@ def _videos(seconds: dict[str, float]) -> dict:
 
 
 def test_log_lines_come_while_a_long_video_runs_and_carry_the_eta(caplog):
-    caplog.set_level(logging.INFO, logger="action100m.progress")
+    caplog.set_level(logging.INFO, logger="action100m.runtime.progress")
     results = _videos({"old": 0.0, "a": 0.2, "long": 1.2, "bad": 0.1, "b": 0.2})
     progress = VideoProgress("captioning", len(results), line_every_s=0.3, live=False)
     track_videos(results, progress, {uid: 1800.0 for uid in results})

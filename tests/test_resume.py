@@ -9,11 +9,11 @@ from concurrent.futures import Future
 import pytest
 from kedro.io import DatasetError
 
+from action100m.core.params import AggregationParams, ExecutorParams, TreeParams
 from action100m.datasets import VideoPartitionsDataset
 from action100m.datasets.partitions import MAX_NAME_BYTES, partition_name
-from action100m.executor import map_videos
-from action100m.fingerprint import made_by, stage_identity
-from action100m.params import AggregationParams, ExecutorParams, TreeParams
+from action100m.runtime.executor import map_videos
+from action100m.runtime.fingerprint import made_by, stage_identity
 
 
 class CountingWorker:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from action100m.schema import RELEASE_SCHEMA
-from action100m.validation import table_violations
+from action100m.core.schema import RELEASE_SCHEMA
+from action100m.release.validation import table_violations
 
 ROOT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))

@@ -6,7 +6,7 @@ import time
 
 from kedro.pipeline import Node
 
-from action100m.tracking import RunTrackingHook
+from action100m.runtime.tracking import RunTrackingHook
 
 
 def _node(name: str) -> Node:

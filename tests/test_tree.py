@@ -9,10 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from action100m.clustering import temporal_ward_linkage
-from action100m.schema import RELEASE_SCHEMA
-from action100m.tree import SegmentTree, make_node_id
-from action100m.validation import table_violations
+from action100m.core.clustering import temporal_ward_linkage
+from action100m.core.schema import RELEASE_SCHEMA
+from action100m.core.tree import SegmentTree, make_node_id
+from action100m.release.validation import table_violations
 
 
 def _tree_from_blocks(lengths, seconds_per_frame=0.16, seed=0) -> SegmentTree:

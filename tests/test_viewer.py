@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 
 from action100m.console import main
+from action100m.core.tree import Node, SegmentTree
 from action100m.datasets import PartitionLoaders
 from action100m.pipelines.export.nodes import render_views
-from action100m.run_index import render_run_index, video_entry
-from action100m.tree import Node, SegmentTree
-from action100m.viewer import render_html, render_timeline_png
+from action100m.release.run_index import render_run_index, video_entry
+from action100m.release.viewer import render_html, render_timeline_png
 
 HOSTILE = "<script>alert(1)</script>"
 CLOSER = "</script><img src=x onerror=alert(2)>"

@@ -6,12 +6,12 @@ import threading
 
 import pytest
 
-from action100m.embedders import ColorHistogramEmbedder
-from action100m.params import EmbedderParams, SegmentationParams
+from action100m.core.params import EmbedderParams, SegmentationParams
+from action100m.media.prefetch import prefetch
+from action100m.media.video import VideoSource
+from action100m.models.embedders import ColorHistogramEmbedder
+from action100m.models.work import RUN_WORK, WorkCounter, collecting_work
 from action100m.pipelines.segmentation.nodes import EmbeddingWorker, embed_video
-from action100m.prefetch import prefetch
-from action100m.video import VideoSource
-from action100m.work import RUN_WORK, WorkCounter, collecting_work
 
 
 def _params(prefetch_batches: int) -> SegmentationParams:

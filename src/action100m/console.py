@@ -8,11 +8,11 @@ import sys
 
 import pyarrow.parquet as pq
 
-from action100m.params import DatasetCardParams
+from action100m.core.params import DatasetCardParams
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from action100m.validation import table_violations
+    from action100m.release.validation import table_violations
 
     try:
         table = pq.read_table(args.file)
@@ -40,7 +40,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from action100m.stats import compute_stats, format_stats
+    from action100m.release.stats import compute_stats, format_stats
 
     stats = compute_stats(pq.read_table(args.file))
     print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
@@ -48,7 +48,7 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _demo_footage(args: argparse.Namespace) -> int:
-    from action100m.footage import build_demo_footage
+    from action100m.demo.footage import build_demo_footage
 
     paths = build_demo_footage(args.out, count=args.count, seed=args.seed)
     print(f"{len(paths)} demo videos (and one broken file) in {args.out}")
@@ -58,8 +58,8 @@ def _demo_footage(args: argparse.Namespace) -> int:
 def _view(args: argparse.Namespace) -> int:
     import pyarrow.compute as pc
 
-    from action100m.tree import SegmentTree
-    from action100m.viewer import render_html
+    from action100m.core.tree import SegmentTree
+    from action100m.release.viewer import render_html
 
     table = pq.read_table(args.file)
     match = table.filter(pc.equal(table.column("video_uid"), args.video_uid))
@@ -77,12 +77,12 @@ def _view(args: argparse.Namespace) -> int:
 def _fiftyone(args: argparse.Namespace) -> int:
     import os
 
-    from action100m.dataset_card import build_dataset_card
+    from action100m.core.tree import SegmentTree
     from action100m.datasets import FiftyOneDatasetDir, TextFileDataset
     from action100m.datasets.video_folder import VIDEO_EXTENSIONS
-    from action100m.fiftyone_format import VideoFrames, video_sample
-    from action100m.tree import SegmentTree
-    from action100m.video import VideoSource, probe_video
+    from action100m.media.video import VideoSource, probe_video
+    from action100m.release.dataset_card import build_dataset_card
+    from action100m.release.fiftyone_format import VideoFrames, video_sample
 
     def frames(uid: str, tree: SegmentTree) -> VideoFrames | None:
         folder = args.videos_dir or "."
@@ -125,7 +125,7 @@ def _fiftyone(args: argparse.Namespace) -> int:
 
 
 def _tiny_models(args: argparse.Namespace) -> int:
-    from action100m.tiny_models import build_tiny_models
+    from action100m.demo.tiny_models import build_tiny_models
 
     for name, folder in build_tiny_models(args.out).items():
         print(f"{name:<14} {folder}")

@@ -3,11 +3,11 @@
 from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
-from action100m.mlflow_params import FlatParamsMlflowHook
-from action100m.model_folders import ModelFolderHook
-from action100m.progress import ProgressHook
-from action100m.run_checks import RunChecksHook
-from action100m.tracking import RunTrackingHook, artifact_location
+from action100m.runtime.mlflow_params import FlatParamsMlflowHook
+from action100m.runtime.model_folders import ModelFolderHook
+from action100m.runtime.progress import ProgressHook
+from action100m.runtime.run_checks import RunChecksHook
+from action100m.runtime.tracking import RunTrackingHook, artifact_location
 
 # kedro-mlflow's hook is registered here in its flattening form instead of by
 # the plugin itself.

@@ -12,7 +12,7 @@ from typing import IO
 
 import fsspec
 
-from action100m.errors import OutputWriteError
+from action100m.core.errors import OutputWriteError
 
 # A temp name adds 14 bytes to the target's; longer targets get a hashed temp
 # name, so the usual 255-byte limit on a name never fails a write that fits.

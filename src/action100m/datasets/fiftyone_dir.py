@@ -1,6 +1,6 @@
 """``FiftyOneDatasetDir``: a FiftyOne dataset directory of video samples.
 
-Saving takes an iterable of samples (see :mod:`action100m.fiftyone_format`) and
+Saving takes an iterable of samples (see :mod:`action100m.release.fiftyone_format`) and
 streams them into ``samples.json``; loading returns them as a list.
 
 Example YAML::
@@ -21,7 +21,7 @@ import fsspec
 from kedro.io import AbstractDataset
 
 from action100m.datasets.atomic import atomic_open
-from action100m.fiftyone_format import dataset_metadata
+from action100m.release.fiftyone_format import dataset_metadata
 
 
 class FiftyOneDatasetDir(AbstractDataset[Iterable[dict], list[dict]]):

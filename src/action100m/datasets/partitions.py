@@ -6,13 +6,13 @@ saving: the work runs when its partition is written, so only one video's result
 is in memory at a time). With ``skip_existing`` a partition already on disk is
 neither recomputed nor rewritten, which is how reruns resume.
 
-A value that is a :class:`~action100m.errors.VideoFailure` is written to
+A value that is a :class:`~action100m.core.errors.VideoFailure` is written to
 ``_errors/<video_uid>.json`` instead; loading returns it in place of the video's
 result, so later stages pass it on and the export lists it.
 
-Each partition computed from a :class:`~action100m.executor.VideoWork` gets a
+Each partition computed from a :class:`~action100m.runtime.executor.VideoWork` gets a
 record of what made it (``_made_by/<name>.json``, see
-:mod:`action100m.fingerprint`): a rerun reuses a partition only when that record
+:mod:`action100m.runtime.fingerprint`): a rerun reuses a partition only when that record
 matches what the current settings would make, and recomputes it otherwise. The
 dataset tells the work which videos it will compute before asking for any, so no
 video whose output is reused is ever submitted.
@@ -50,9 +50,9 @@ import fsspec
 import numpy as np
 from kedro.io import AbstractDataset, DatasetError
 
+from action100m.core.errors import VideoFailure
 from action100m.datasets.atomic import atomic_open
-from action100m.errors import VideoFailure
-from action100m.fingerprint import differences
+from action100m.runtime.fingerprint import differences
 
 logger = logging.getLogger(__name__)
 ERRORS_FOLDER = "_errors"

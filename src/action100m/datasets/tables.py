@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from kedro.io import AbstractDataset
 
+from action100m.core.schema import RELEASE_SCHEMA
 from action100m.datasets.atomic import atomic_open
-from action100m.schema import RELEASE_SCHEMA
 
 
 class _FileDataset(AbstractDataset):

@@ -1,6 +1,6 @@
 """``VideoFolderDataset`` lists the videos of a folder (local or fsspec URL).
 
-Loading decodes nothing: it returns :class:`~action100m.video.VideoSource`
+Loading decodes nothing: it returns :class:`~action100m.media.video.VideoSource`
 handles (path plus ``<stem>.json`` / ``.srt`` / ``.vtt`` sidecars); the stages
 stream frames from them. The listing also names every file it skips (a video
 name with no usable stem, a sidecar without its video) and every symbolic link
@@ -14,7 +14,7 @@ Example YAML::
       extensions: [".mp4", ".mkv"]
       credentials: videos   # fsspec options from credentials.yml
 
-Every :class:`~action100m.video.VideoSource` carries the credentials and
+Every :class:`~action100m.media.video.VideoSource` carries the credentials and
 ``fs_args`` as its storage options, so probing, decoding and sidecar reads, on
 this machine or on a Ray worker, open the files with them.
 """
@@ -28,7 +28,7 @@ from typing import Any
 import fsspec
 from kedro.io import AbstractDataset, DatasetError
 
-from action100m.video import VideoSource
+from action100m.media.video import VideoSource
 
 VIDEO_EXTENSIONS = (
     ".mp4",

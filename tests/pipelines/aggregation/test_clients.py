@@ -9,13 +9,17 @@ import socket
 import pyarrow.parquet as pq
 import pytest
 
-from action100m.llm.cache import ResponseCache
-from action100m.llm.clients import CompletionFailed, OpenAIChatClient
-from action100m.llm.local import TransformersChatClient
-from action100m.llm.prompts import build_messages
-from action100m.llm.refine import annotate_tree, eligible_nodes, refine_annotation
-from action100m.params import AggregationParams
-from action100m.tree import SegmentTree
+from action100m.core.params import AggregationParams
+from action100m.core.tree import SegmentTree
+from action100m.models.llm.cache import ResponseCache
+from action100m.models.llm.clients import CompletionFailed, OpenAIChatClient
+from action100m.models.llm.local import TransformersChatClient
+from action100m.models.llm.prompts import build_messages
+from action100m.models.llm.refine import (
+    annotate_tree,
+    eligible_nodes,
+    refine_annotation,
+)
 from tests.openai_server import FakeOpenAIServer, annotation_answer
 
 MESSAGES = [
@@ -291,7 +295,7 @@ def test_the_answer_grammar_takes_any_unicode_but_control_characters(tiny_models
 
 
 def _small_tree():
-    from action100m.tree import Node
+    from action100m.core.tree import Node
 
     nodes = [
         Node("r", None, 0, 0.0, 8.0, "act", "a caption"),
@@ -303,8 +307,8 @@ def _small_tree():
 
 
 def test_prompt_injection_cannot_reach_other_videos(tmp_path):
-    from action100m.llm.schema import GptAnnotation
-    from action100m.params import ExecutorParams
+    from action100m.core.params import ExecutorParams
+    from action100m.models.llm.schema import GptAnnotation
     from action100m.pipelines.aggregation.nodes import annotate_trees
     from tests.pipelines.aggregation.test_prompts import HOSTILE, captioned_tree
 
@@ -386,7 +390,7 @@ def test_the_answer_continues_the_reasoning_cache_exactly(tiny_models):
     import torch
     from xgrammar.contrib.hf import LogitsProcessor
 
-    from action100m.llm.local import HARMONY_ANALYSIS, HARMONY_END, HARMONY_FINAL
+    from action100m.models.llm.local import HARMONY_ANALYSIS, HARMONY_END, HARMONY_FINAL
 
     client = _tiny_client(tiny_models, temperature=0.0)
     messages = build_messages(*_small_tree())

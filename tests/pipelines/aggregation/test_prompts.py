@@ -8,7 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from action100m.llm.prompts import (
+from action100m.core.params import PromptParams
+from action100m.core.tree import SegmentTree
+from action100m.models.llm.prompts import (
     PromptBuilder,
     PromptTemplateError,
     build_messages,
@@ -17,9 +19,7 @@ from action100m.llm.prompts import (
     load_prompt_template,
     render_tree_markdown,
 )
-from action100m.llm.refine import eligible_nodes
-from action100m.params import PromptParams
-from action100m.tree import SegmentTree
+from action100m.models.llm.refine import eligible_nodes
 
 
 def _depth_first(tree, node, kids):
@@ -230,7 +230,7 @@ def captioned_tree(video_uid: str, metadata: dict, seconds: float = 24.0):
     """A synthetic tree of four 6 s blocks, every node captioned."""
     import numpy as np
 
-    from action100m.clustering import temporal_ward_linkage
+    from action100m.core.clustering import temporal_ward_linkage
 
     rng = np.random.default_rng(0)
     frames = int(seconds / 0.5)

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from action100m.captioners import (
+from action100m.core.params import CaptioningParams, LlamaParams, PLMParams
+from action100m.models.captioners import (
     CaptionFailure,
     CaptionRequest,
     OpenAICaptioner,
     TransformersCaptioner,
     make_captioner,
 )
-from action100m.params import CaptioningParams, LlamaParams, PLMParams
 from action100m.pipelines.captioning.nodes import caption_video
 from tests.openai_server import FakeOpenAIServer
 from tests.pipelines.segmentation.test_nodes import _tree, _video
@@ -252,7 +252,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_it_small(tiny_models):
 
 
 def test_batches_hold_one_prompt_shortest_first():
-    from action100m.captioners.batching import make_units, run_batches
+    from action100m.models.captioners.batching import make_units, run_batches
 
     frames = _frames(1)
     prompts = ["a long caption prompt", "short", "a long caption prompt", "short"]
@@ -297,7 +297,7 @@ def test_static_kv_cache_gives_the_dynamic_cache_greedy_text(tiny_models):
 def test_rows_that_fit_follow_free_memory_for_the_real_configs():
     from transformers import LlamaConfig
 
-    from action100m.captioners.hf import rows_that_fit
+    from action100m.models.captioners.hf import rows_that_fit
     from benchmarks.gpu_captioners import PLM_TEXT
 
     # PerceptionLM-3B's language model: 28 layers, 8 KV heads of 128, MLP 8192.

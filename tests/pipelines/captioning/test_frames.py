@@ -6,15 +6,15 @@ import av
 import numpy as np
 import pytest
 
-import action100m.video as video_module
-from action100m.params import CaptioningParams
+import action100m.media.video as video_module
+from action100m.core.params import CaptioningParams
+from action100m.core.tree import Node, SegmentTree, make_node_id
+from action100m.media.video import FrameRequest, VideoSource, frames_at_times
 from action100m.pipelines.captioning.nodes import (
     frame_requests,
     node_frame_times,
     square_frame,
 )
-from action100m.tree import Node, SegmentTree, make_node_id
-from action100m.video import FrameRequest, VideoSource, frames_at_times
 
 FPS = 25
 BITS = 10

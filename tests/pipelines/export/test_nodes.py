@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from action100m.core.errors import VideoFailure
+from action100m.core.tree import SegmentTree
 from action100m.datasets import VideoPartitionsDataset
-from action100m.errors import VideoFailure
-from action100m.llm.refine import eligible_nodes
+from action100m.models.llm.refine import eligible_nodes
 from action100m.pipelines.export.nodes import (
     collect_errors,
     export_video_trees,
     iter_release_rows,
 )
-from action100m.tree import SegmentTree
 from tests.pipelines.aggregation.test_prompts import captioned_tree
 
 

@@ -12,12 +12,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from action100m.core.params import IngestParams
+from action100m.core.schema import RELEASE_SCHEMA
 from action100m.datasets import VideoFolderDataset
 from action100m.datasets.partitions import MAX_NAME_BYTES
-from action100m.metadata import parse_subtitles
-from action100m.params import IngestParams
+from action100m.media.metadata import parse_subtitles
 from action100m.pipelines.ingest.nodes import probe_videos
-from action100m.schema import RELEASE_SCHEMA
 
 
 def _write_frames(path, n_frames, fps=25, size=(64, 48)):
@@ -157,10 +157,10 @@ def _write_stream(path, n, size, pix="yuv420p", vfr=False):
 
 
 def test_unusual_streams_are_segmented(tmp_path):
-    from action100m.embedders import ColorHistogramEmbedder
-    from action100m.params import EmbedderParams, SegmentationParams
+    from action100m.core.params import EmbedderParams, SegmentationParams
+    from action100m.core.tree import SegmentTree
+    from action100m.models.embedders import ColorHistogramEmbedder
     from action100m.pipelines.segmentation.nodes import build_tree, embed_video
-    from action100m.tree import SegmentTree
 
     _write_stream(tmp_path / "uhd.mp4", 20, (3840, 2160))
     _write_stream(tmp_path / "vertical.mp4", 40, (360, 640))
@@ -190,9 +190,9 @@ def test_unusual_streams_are_segmented(tmp_path):
 
 
 def test_sidecar_edge_cases(tmp_path):
-    from action100m.errors import VideoError
-    from action100m.llm.prompts import render_metadata
-    from action100m.metadata import read_sidecars
+    from action100m.core.errors import VideoError
+    from action100m.media.metadata import read_sidecars
+    from action100m.models.llm.prompts import render_metadata
 
     negative = tmp_path / "negative.json"
     negative.write_text(json.dumps({"transcript": [{"time": -1, "text": "x"}]}))
@@ -213,7 +213,7 @@ def test_sidecar_edge_cases(tmp_path):
 
 def test_rotation_metadata_gives_upright_frames(tmp_path):
     """A phone video stored landscape with a 90° display matrix is seen portrait."""
-    from action100m.video import (
+    from action100m.media.video import (
         FrameRequest,
         VideoSource,
         frames_at_times,
@@ -333,7 +333,7 @@ def test_hostile_inputs_each_get_one_specific_error(tmp_path, cut_videos):
 def test_validate_strict_rejects_non_finite_transcript_times(release_sample):
     import pyarrow.parquet as pq
 
-    from action100m.validation import table_violations
+    from action100m.release.validation import table_violations
 
     rows = pq.read_table(release_sample).slice(0, 1).to_pylist()
     rows[0]["metadata"]["transcript"] = [{"time": "nan", "text": "a"}]

@@ -9,16 +9,16 @@ import pyarrow.parquet as pq
 from kedro.io import DataCatalog
 from kedro.runner import SequentialRunner
 
+from action100m.core.params import AggregationParams, ExecutorParams
+from action100m.core.schema import RELEASE_SCHEMA
+from action100m.core.tree import SegmentTree
 from action100m.datasets import (
     JSONLinesDataset,
     ReleaseParquetDataset,
     VideoPartitionsDataset,
 )
-from action100m.llm.refine import eligible_nodes
-from action100m.params import AggregationParams, ExecutorParams
+from action100m.models.llm.refine import eligible_nodes
 from action100m.pipelines.reannotate import create_pipeline
-from action100m.schema import RELEASE_SCHEMA
-from action100m.tree import SegmentTree
 from tests.openai_server import FakeOpenAIServer, annotation_answer
 
 

@@ -7,9 +7,9 @@ from collections import Counter
 import numpy as np
 import pyarrow.parquet as pq
 
-from action100m.params import ResamplingParams
+from action100m.core.params import ResamplingParams
 from action100m.pipelines.resampling.nodes import resample_actions
-from action100m.resampling import choose_k, sample_uniform_over_clusters
+from action100m.release.resampling import choose_k, sample_uniform_over_clusters
 
 
 def test_resampling_the_release_sample(release_sample):

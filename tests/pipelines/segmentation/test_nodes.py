@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from action100m.embedders import (
+from action100m.core.params import EmbedderParams, SegmentationParams
+from action100m.core.tree import SegmentTree
+from action100m.media.video import VideoInfo, VideoSource, probe_video, sample_frames
+from action100m.models.embedders import (
     ColorHistogramEmbedder,
     VJEPA2Embedder,
     embed_frame_stream,
     make_embedder,
     window_starts,
 )
-from action100m.params import EmbedderParams, SegmentationParams
 from action100m.pipelines.segmentation.nodes import build_tree, embed_video
-from action100m.tree import SegmentTree
-from action100m.video import VideoInfo, VideoSource, probe_video, sample_frames
 
 DEMO_PARAMS = SegmentationParams(
     frame_stride=4,

@@ -5,7 +5,8 @@ one being saved, among those not already done) and all their eligible nodes
 share the client's bound on requests in flight; each video's result is saved as
 soon as it is complete. With ``executor.kind: ray`` a pool of actors, each with
 its own client (and its own model for the ``transformers`` backend), annotates
-one video each at a time. Both go through :func:`~action100m.executor.map_videos`.
+one video each at a time. Both go through
+:func:`~action100m.runtime.executor.map_videos`.
 """
 
 from __future__ import annotations
@@ -15,16 +16,16 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from action100m.assembly import assemble_tree
+from action100m.core.errors import VideoFailure, record_failure
+from action100m.core.params import AggregationParams, ExecutorParams
+from action100m.core.tree import SegmentTree
 from action100m.datasets import PartitionLoaders
-from action100m.errors import VideoFailure, record_failure
-from action100m.executor import StageWorker, VideoWork, map_videos
-from action100m.fingerprint import made_by, stage_identity
-from action100m.llm.factory import make_chat_client
-from action100m.llm.prompts import PromptTemplate, load_prompt_template
-from action100m.llm.refine import BackgroundLoop, annotate_tree
-from action100m.params import AggregationParams, ExecutorParams
-from action100m.tree import SegmentTree
+from action100m.models.llm.factory import make_chat_client
+from action100m.models.llm.prompts import PromptTemplate, load_prompt_template
+from action100m.models.llm.refine import BackgroundLoop, annotate_tree
+from action100m.release.assembly import assemble_tree
+from action100m.runtime.executor import StageWorker, VideoWork, map_videos
+from action100m.runtime.fingerprint import made_by, stage_identity
 
 logger = logging.getLogger(__name__)
 STAGE = "aggregation"

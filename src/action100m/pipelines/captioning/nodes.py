@@ -16,25 +16,25 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from action100m.captioners import (
-    Captioner,
-    CaptionFailure,
-    CaptionRequest,
-    make_captioner,
-)
+from action100m.core.errors import VideoFailure, record_failure
+from action100m.core.params import CaptioningParams, ExecutorParams
+from action100m.core.tree import Node, SegmentTree
 from action100m.datasets import PartitionLoaders, load_upstream
-from action100m.errors import VideoFailure, record_failure
-from action100m.executor import StageWorker, VideoWork, map_videos
-from action100m.fingerprint import made_by, stage_identity
-from action100m.params import CaptioningParams, ExecutorParams
-from action100m.tree import Node, SegmentTree
-from action100m.video import (
+from action100m.media.video import (
     FrameRequest,
     VideoSource,
     frames_at_times,
     manifest_sources,
 )
-from action100m.work import collecting_work
+from action100m.models.captioners import (
+    Captioner,
+    CaptionFailure,
+    CaptionRequest,
+    make_captioner,
+)
+from action100m.models.work import collecting_work
+from action100m.runtime.executor import StageWorker, VideoWork, map_videos
+from action100m.runtime.fingerprint import made_by, stage_identity
 
 logger = logging.getLogger(__name__)
 STAGE = "captioning"

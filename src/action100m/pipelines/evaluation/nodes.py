@@ -7,12 +7,12 @@ from typing import Any
 
 import pyarrow as pa
 
+from action100m.core.params import SegmentationParams
+from action100m.core.tree import SegmentTree
 from action100m.datasets import PartitionLoaders
-from action100m.params import SegmentationParams
-from action100m.quality import ReleaseMetrics, cut_metrics, refine_metrics
-from action100m.run_index import render_run_index, video_entry
-from action100m.stats import iter_rows
-from action100m.tree import SegmentTree
+from action100m.release.quality import ReleaseMetrics, cut_metrics, refine_metrics
+from action100m.release.run_index import render_run_index, video_entry
+from action100m.release.stats import iter_rows
 
 logger = logging.getLogger(__name__)
 

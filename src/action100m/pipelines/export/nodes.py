@@ -9,19 +9,19 @@ from typing import Any
 
 import pyarrow as pa
 
-from action100m.assembly import assemble_tree
-from action100m.dataset_card import build_dataset_card, run_models
-from action100m.datasets import PartitionLoaders
-from action100m.errors import VideoFailure
-from action100m.fiftyone_format import VideoFrames, video_sample
-from action100m.params import (
+from action100m.core.errors import VideoFailure
+from action100m.core.params import (
     AggregationParams,
     CaptioningParams,
     ExportParams,
     SegmentationParams,
 )
-from action100m.tree import SegmentTree
-from action100m.viewer import relative_link, render_html, render_timeline_png
+from action100m.core.tree import SegmentTree
+from action100m.datasets import PartitionLoaders
+from action100m.release.assembly import assemble_tree
+from action100m.release.dataset_card import build_dataset_card, run_models
+from action100m.release.fiftyone_format import VideoFrames, video_sample
+from action100m.release.viewer import relative_link, render_html, render_timeline_png
 
 logger = logging.getLogger(__name__)
 STAGE = "export"

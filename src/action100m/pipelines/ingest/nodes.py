@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from action100m.core.errors import VideoError, VideoFailure, record_failure
+from action100m.core.params import IngestParams
 from action100m.datasets.partitions import check_partition_id, partition_name
-from action100m.errors import VideoError, VideoFailure, record_failure
-from action100m.metadata import read_sidecars
-from action100m.params import IngestParams
-from action100m.video import VideoSource, probe_video
+from action100m.media.metadata import read_sidecars
+from action100m.media.video import VideoSource, probe_video
 
 logger = logging.getLogger(__name__)
 

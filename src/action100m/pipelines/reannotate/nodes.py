@@ -14,13 +14,13 @@ from typing import Any
 
 import pyarrow as pa
 
+from action100m.core.params import AggregationParams, ExecutorParams
+from action100m.core.tree import SegmentTree
 from action100m.datasets import PartitionLoaders
 from action100m.datasets.partitions import check_partition_id
-from action100m.executor import VideoWork, map_videos
-from action100m.fingerprint import digest, made_by
-from action100m.params import AggregationParams, ExecutorParams
 from action100m.pipelines.aggregation.nodes import annotate_trees
-from action100m.tree import SegmentTree
+from action100m.runtime.executor import VideoWork, map_videos
+from action100m.runtime.fingerprint import digest, made_by
 
 logger = logging.getLogger(__name__)
 STAGE = "reannotate"
@@ -100,7 +100,7 @@ def merge_reannotated(
             ]
 
     def rows() -> Iterator[dict[str, Any]]:
-        from action100m.llm.refine import eligible_nodes
+        from action100m.models.llm.refine import eligible_nodes
 
         for uid in uids:
             tree = SegmentTree.from_release_json(reannotate_trees[uid]())

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from action100m.params import ResamplingParams
-from action100m.resampling import (
+from action100m.core.params import ResamplingParams
+from action100m.release.resampling import (
     action_instances,
     choose_k,
     cluster_embeddings,

@@ -1,7 +1,7 @@
 """Stage 1: frame embeddings, then a Ward merge tree turned into segments.
 
 Both nodes return lazy mappings (``video_uid -> callable``) from the one
-scheduler (:func:`~action100m.executor.map_videos`): each video's work runs when
+scheduler (:func:`~action100m.runtime.executor.map_videos`): each video's work runs when
 its partition is saved, and videos whose output on disk was made with the same
 settings are never submitted.
 """
@@ -11,17 +11,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from action100m.clustering import temporal_ward_linkage
+from action100m.core.clustering import temporal_ward_linkage
+from action100m.core.errors import VideoError, VideoFailure, record_failure
+from action100m.core.params import ExecutorParams, SegmentationParams
+from action100m.core.tree import SegmentTree
 from action100m.datasets import PartitionLoaders, load_upstream
-from action100m.embedders import Embedder, embed_frame_stream, make_embedder
-from action100m.errors import VideoError, VideoFailure, record_failure
-from action100m.executor import StageWorker, VideoWork, map_videos
-from action100m.fingerprint import digest, made_by, stage_identity
-from action100m.params import ExecutorParams, SegmentationParams
-from action100m.prefetch import prefetch
-from action100m.tree import SegmentTree
-from action100m.video import VideoSource, manifest_sources, sample_frames
-from action100m.work import collecting_work
+from action100m.media.prefetch import prefetch
+from action100m.media.video import VideoSource, manifest_sources, sample_frames
+from action100m.models.embedders import Embedder, embed_frame_stream, make_embedder
+from action100m.models.work import collecting_work
+from action100m.runtime.executor import StageWorker, VideoWork, map_videos
+from action100m.runtime.fingerprint import digest, made_by, stage_identity
 
 logger = logging.getLogger(__name__)
 STAGE = "segmentation"

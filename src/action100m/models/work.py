@@ -1,0 +1,125 @@
+"""Work counters: what each model call did, the drivers of its cost.
+
+Every model wrapper (embedder, captioner, chat client) holds a
+:class:`WorkCounter` and adds to it per call: ``calls``, ``frames`` (decoded
+frames it consumed), ``prompt_tokens`` (vision and text) and
+``generated_tokens``. Stage workers hand each video's counts back with its
+result (so Ray actors report too) and the driver sums them here;
+``tracking.py`` logs the totals to MLflow as ``work.<role>.<counter>`` and
+``work.<role>.<counter>_per_video_hour``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+COUNTERS = ("calls", "frames", "prompt_tokens", "generated_tokens")
+ROLES = ("embedder", "plm", "llama", "llm")
+
+
+@dataclass
+class WorkCounter:
+    """Running totals of one model's work."""
+
+    calls: int = 0
+    frames: int = 0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+
+    def add(
+        self,
+        calls: int = 0,
+        frames: int = 0,
+        prompt_tokens: int = 0,
+        generated_tokens: int = 0,
+    ) -> None:
+        self.calls += int(calls)
+        self.frames += int(frames)
+        self.prompt_tokens += int(prompt_tokens)
+        self.generated_tokens += int(generated_tokens)
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def add_usage(self, usage: dict[str, int]) -> None:
+        """One call of a chat endpoint, from its OpenAI-style ``usage``."""
+        self.add(
+            calls=1,
+            prompt_tokens=usage.get("prompt_tokens") or 0,
+            generated_tokens=usage.get("completion_tokens") or 0,
+        )
+
+    def take(self) -> dict[str, int]:
+        """The counts so far, then zero (one video's share, per video)."""
+        counts = self.as_dict()
+        self.calls = self.frames = self.prompt_tokens = self.generated_tokens = 0
+        return counts
+
+
+class RunWork:
+    """The driver's totals per role, and the seconds of video behind them."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, WorkCounter] = {}
+        self.video_s: dict[str, float] = {}
+        self._live: list[tuple[str, WorkCounter]] = []
+
+    def reset(self) -> None:
+        self.__init__()
+
+    def record(self, role: str, counts: dict[str, int], video_s: float = 0.0) -> None:
+        """Add one video's counts of ``role``."""
+        self.totals.setdefault(role, WorkCounter()).add(**counts)
+        self.video_s[role] = self.video_s.get(role, 0.0) + float(video_s)
+
+    def tracked(self, role: str) -> WorkCounter:
+        """A new counter living in this process, summed when metrics are made."""
+        counter = WorkCounter()
+        self._live.append((role, counter))
+        return counter
+
+    def metrics(self, video_hours: float | None = None) -> dict[str, float]:
+        """``work.<role>.<counter>`` and, where video time is known, per video-hour.
+
+        Args:
+            video_hours: The run's video hours, for roles that recorded none.
+        """
+        totals = {role: WorkCounter(**c.as_dict()) for role, c in self.totals.items()}
+        for role, counter in self._live:
+            totals.setdefault(role, WorkCounter()).add(**counter.as_dict())
+        found: dict[str, float] = {}
+        for role, counter in totals.items():
+            hours = self.video_s.get(role, 0.0) / 3600 or video_hours
+            for name, value in counter.as_dict().items():
+                found[f"work.{role}.{name}"] = float(value)
+                if hours:
+                    found[f"work.{role}.{name}_per_video_hour"] = value / hours
+        return found
+
+
+#: The totals of the current ``kedro run`` in this (driver) process.
+RUN_WORK = RunWork()
+
+
+def collect_work(result: Any, video_s: float) -> Any:
+    """Move a stage result's ``work`` (role -> counts) into :data:`RUN_WORK`."""
+    if isinstance(result, dict) and isinstance(result.get("work"), dict):
+        for role, counts in result.pop("work").items():
+            RUN_WORK.record(role, counts, video_s)
+    return result
+
+
+def collecting_work(
+    results: dict[str, Callable[[], Any]], video_manifest: list[dict[str, Any]]
+) -> dict[str, Callable[[], Any]]:
+    """The same lazy results, each handing its ``work`` to :data:`RUN_WORK`.
+
+    The mapping is changed in place, so that it keeps its type (the scheduler's
+    :class:`~action100m.runtime.executor.VideoWork`, which the save asks what to run).
+    """
+    durations = {v["video_uid"]: float(v["duration"]) for v in video_manifest}
+    for uid, run in list(results.items()):
+        results[uid] = lambda uid=uid, run=run: collect_work(run(), durations[uid])
+    return results

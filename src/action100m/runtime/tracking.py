@@ -1,0 +1,332 @@
+"""Run tracking: per-stage wall, CPU and GPU hours, model revisions, to MLflow.
+
+``RunTrackingHook`` (registered in ``settings.py``) times every node from its
+start to the end of the last save of its outputs (the lazy per-video work runs
+inside those saves), takes the union of those spans per stage (pipeline), so
+nodes that overlap under a threaded runner are not counted twice, and logs them
+to the MLflow run that kedro-mlflow opened, together with every model's id and
+resolved revision, the prompt template hash, package versions, the project's git
+commit, and how many per-video outputs each dataset reused, wrote and recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import time
+from importlib import metadata as importlib_metadata
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+
+from action100m.models.work import RUN_WORK
+
+logger = logging.getLogger(__name__)
+# Datasets logged as MLflow artifacts once the run ends (name -> artifact folder).
+ARTIFACTS = {"run_summary": None, "errors_table": None, "timeline_images": "timelines"}
+MAX_TIMELINE_ARTIFACTS = 200  # a large run keeps the rest in its output folder only
+PACKAGES = (
+    "kedro",
+    "kedro-mlflow",
+    "mlflow",
+    "torch",
+    "transformers",
+    "av",
+    "openai",
+    "xgrammar",
+    "scikit-learn",
+    "pyarrow",
+)
+
+
+def artifact_location(tracking_uri: str | None = None) -> str | None:
+    """Where a new experiment keeps its artifacts: beside the tracking store.
+
+    ``MLFLOW_ARTIFACT_LOCATION`` wins; a SQLite store ``sqlite:///DIR/x.db`` gives
+    ``DIR/mlartifacts``; other stores (a folder, a server) keep their own default
+    (None), which is already where the runs are. The store is
+    ``MLFLOW_TRACKING_URI``, else the project's ``mlflow.db``.
+    """
+    chosen = os.environ.get("MLFLOW_ARTIFACT_LOCATION")
+    if chosen:
+        return chosen
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = os.path.abspath(uri.removeprefix("sqlite:///"))
+    return os.path.join(os.path.dirname(database), "mlartifacts")
+
+
+def folder_revision(folder: str, full_hash_below: int = 50_000_000) -> str:
+    """A content hash of a local model folder (names, sizes, small files' bytes)."""
+    digest = hashlib.sha256()
+    for root, _, files in sorted(os.walk(folder)):
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            size = os.path.getsize(path)
+            digest.update(f"{os.path.relpath(path, folder)}:{size}".encode())
+            if size < full_hash_below:
+                with open(path, "rb") as handle:
+                    digest.update(handle.read())
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+def resolve_revision(model_id: str | None, revision: str | None = None) -> str | None:
+    """The commit of a hub model's local snapshot, or a local folder's content hash."""
+    if not model_id:
+        return None
+    if os.path.isdir(model_id):
+        return folder_revision(model_id)
+    try:
+        from huggingface_hub import snapshot_download
+
+        path = snapshot_download(model_id, revision=revision, local_files_only=True)
+        return os.path.basename(path.rstrip("/"))
+    except Exception:  # noqa: BLE001 - not downloaded yet: report what was asked
+        return revision or "unresolved"
+
+
+def model_identities(params: dict[str, Any]) -> dict[str, str]:
+    """``role.model_id`` and ``role.revision`` of every model the params name."""
+    roles: dict[str, tuple[str | None, str | None]] = {}
+    embedder = params.get("segmentation", {}).get("embedder", {})
+    if embedder.get("backend") == "vjepa2":
+        roles["embedder"] = (embedder.get("model_id"), embedder.get("revision"))
+    for role in ("plm", "llama"):
+        cfg = params.get("captioning", {}).get(role, {})
+        if cfg.get("backend") != "openai":
+            roles[role] = (cfg.get("model_id"), cfg.get("revision"))
+        else:
+            roles[role] = (cfg.get("model_id"), "served")
+    llm = params.get("aggregation", {}).get("llm", {})
+    roles["llm"] = (
+        llm.get("model"),
+        None if llm.get("backend") == "transformers" else "served",
+    )
+    found = {}
+    for role, (model_id, revision) in roles.items():
+        if not model_id:
+            continue
+        found[f"model.{role}.id"] = model_id
+        found[f"model.{role}.revision"] = (
+            revision if revision == "served" else resolve_revision(model_id, revision)
+        )
+    return found
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # noqa: BLE001
+        return 0
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=5,
+        ).stdout.strip()
+    except Exception:  # noqa: BLE001
+        return None
+
+
+class RunTrackingHook:
+    """Per-stage timing and model identities, logged to the active MLflow run."""
+
+    def __init__(self) -> None:
+        self._stage_of: dict[str, str] = {}
+        self._spans: dict[str, list[float]] = {}  # node -> wall, cpu start/end
+        self.resume: dict[str, float] = {}
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self.run_counts: dict[str, float] = {}
+        self._catalog: Any = None
+        self._saved: set[str] = set()
+        self._params: dict[str, Any] = {}
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        self._params = {
+            key: value.model_dump() if hasattr(value, "model_dump") else value
+            for key, value in context.params.items()
+        }
+
+    @hook_impl(trylast=True)  # after kedro-mlflow has opened the run
+    def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
+        from kedro.framework.project import pipelines
+
+        from action100m.pipeline_registry import STAGES
+
+        for name in (*STAGES, "reannotate"):
+            try:
+                for node in pipelines[name].nodes:
+                    self._stage_of.setdefault(node.name, name)
+            except KeyError:
+                continue
+        self.wall.clear()
+        self.cpu.clear()
+        RUN_WORK.reset()
+        self._spans.clear()
+        self.resume.clear()
+        self._catalog = catalog
+        self._saved.clear()
+        tags = {f"version.{p}": _version(p) for p in PACKAGES}
+        tags["git_commit"] = _git_commit() or "unknown"
+        from action100m.core.params import PromptParams
+        from action100m.models.llm.prompts import load_prompt_template
+
+        identities = model_identities(self._params)
+        prompt = self._params.get("aggregation", {}).get("prompt", {})
+        path = prompt.get("template", PromptParams().template)
+        identities["prompt.aggregation_hash"] = load_prompt_template(path).hash()
+        identities["prompt.aggregation_template"] = path
+        names = run_params.get("pipeline_names") or ["__default__"]
+        tags["kedro.env"] = run_params.get("env") or "base"
+        self._log(
+            lambda mlflow: (
+                mlflow.set_tags(tags),
+                mlflow.log_params(identities),
+                _name_run(mlflow, "+".join(names), tags["kedro.env"]),
+            )
+        )
+
+    def _close(self) -> None:
+        """Per stage: the union of its nodes' wall spans, the sum of CPU time."""
+        by_stage: dict[str, list[tuple[float, float]]] = {}
+        for name, (start, end, cpu_start, cpu_end) in self._spans.items():
+            stage = self._stage_of.get(name, "other")
+            by_stage.setdefault(stage, []).append((start, end))
+            self.cpu[stage] = self.cpu.get(stage, 0.0) + cpu_end - cpu_start
+        for stage, spans in by_stage.items():
+            total, reach = 0.0, float("-inf")
+            for start, end in sorted(spans):
+                total += max(0.0, end - max(start, reach))
+                reach = max(reach, end)
+            self.wall[stage] = total
+        self._spans.clear()
+
+    def _mark_end(self, node) -> None:
+        if node is not None and node.name in self._spans:
+            self._spans[node.name][1] = time.perf_counter()
+            self._spans[node.name][3] = time.process_time()
+
+    @hook_impl
+    def before_node_run(self, node) -> None:
+        now, cpu = time.perf_counter(), time.process_time()
+        self._spans[node.name] = [now, now, cpu, cpu]
+
+    @hook_impl
+    def after_node_run(self, node, outputs) -> None:
+        self._mark_end(node)
+        summary = outputs.get("run_summary")
+        if isinstance(summary, dict):
+            found = summary.get("metrics", {})
+            self.run_counts = {
+                key: found[key]
+                for key in ("video_hours", "videos", "nodes", "llm_requests")
+                if isinstance(found.get(key), int | float)
+            }
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, node=None) -> None:
+        self._mark_end(node)  # the lazy per-video work ran inside this save
+        if dataset_name in ARTIFACTS:
+            self._saved.add(dataset_name)
+        dataset = self._catalog.get(dataset_name) if self._catalog else None
+        counts = getattr(dataset, "counts", None)
+        for key, value in (counts or {}).items():
+            self.resume[f"outputs.{dataset_name}.{key}"] = value
+
+    @hook_impl(tryfirst=True)  # before kedro-mlflow ends the run
+    def after_pipeline_run(self) -> None:
+        self._close()
+        metrics = {**self.stage_metrics(), **self.resume}
+        self._log(lambda mlflow: mlflow.log_metrics(metrics))
+        self._log(self._log_artifacts)
+
+    def _log_artifacts(self, mlflow) -> None:
+        """The run summary, the errors table and timeline PNGs written this run."""
+        for name in sorted(self._saved):
+            described = self._catalog.get(name)._describe()
+            path = str(described.get("filepath") or described.get("path"))
+            path = path.removeprefix("file://")
+            if os.path.isfile(path):
+                mlflow.log_artifact(path, ARTIFACTS[name])
+            elif os.path.isdir(path):
+                files = sorted(
+                    f for f in os.listdir(path) if not f.startswith((".", "_"))
+                )
+                for file in files[:MAX_TIMELINE_ARTIFACTS]:
+                    mlflow.log_artifact(os.path.join(path, file), ARTIFACTS[name])
+
+    @hook_impl(tryfirst=True)
+    def on_pipeline_error(self) -> None:
+        self._close()
+        metrics = self.stage_metrics()
+        self._log(lambda mlflow: mlflow.log_metrics(metrics))
+
+    def stage_metrics(self) -> dict[str, float]:
+        """Wall seconds, CPU-hours and GPU-hours per stage, and their totals."""
+        gpus = _gpu_count()
+        metrics: dict[str, float] = {}
+        for stage, wall in self.wall.items():
+            metrics[f"{stage}.wall_s"] = wall
+            metrics[f"{stage}.cpu_hours"] = self.cpu.get(stage, 0.0) / 3600
+            metrics[f"{stage}.gpu_hours"] = wall * gpus / 3600
+        total_gpu = sum(v for k, v in metrics.items() if k.endswith(".gpu_hours"))
+        metrics["total.gpu_hours"] = total_gpu
+        metrics["total.cpu_hours"] = sum(self.cpu.values()) / 3600
+        metrics["total.wall_s"] = sum(self.wall.values())
+        video_hours = self.run_counts.get("video_hours")
+        if video_hours:
+            metrics["gpu_hours_per_video_hour"] = total_gpu / video_hours
+            metrics["video_hours_per_gpu_day"] = (
+                video_hours / (total_gpu / 24) if total_gpu else 0.0
+            )
+            metrics["video_hours_per_wall_hour"] = video_hours / (
+                metrics["total.wall_s"] / 3600
+            )
+        if metrics["total.wall_s"] > 0:
+            for key in ("videos", "nodes"):
+                if key in self.run_counts:
+                    metrics[f"{key}_per_s"] = (
+                        self.run_counts[key] / metrics["total.wall_s"]
+                    )
+        metrics.update(RUN_WORK.metrics(video_hours))  # work.<role>.<counter>
+        if self.run_counts.get("llm_requests") and self.wall.get("aggregation"):
+            metrics["llm_requests_per_s"] = (
+                self.run_counts["llm_requests"] / self.wall["aggregation"]
+            )
+        return metrics
+
+    @staticmethod
+    def _log(action) -> None:
+        try:
+            import mlflow
+
+            if mlflow.active_run() is not None:
+                action(mlflow)
+        except Exception as exc:  # noqa: BLE001 - tracking must not fail a run
+            logger.warning("MLflow logging failed: %s", exc)
+
+
+def _name_run(mlflow, pipelines: str, env: str) -> None:
+    """``<pipelines>@<env>``, unless ``mlflow.yml`` gave the run another name."""
+    run = mlflow.active_run()
+    if run.info.run_name == pipelines:
+        mlflow.set_tag("mlflow.runName", f"{pipelines}@{env}")
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib_metadata.version(package)
+    except importlib_metadata.PackageNotFoundError:
+        return "absent"
