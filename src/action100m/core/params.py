@@ -71,6 +71,8 @@ class CaptionerParams(_Params):
     max_concurrency: int = Field(16, ge=1)
     timeout_s: float = Field(120.0, gt=0)
     max_attempts: int = Field(4, ge=1)
+    backoff_s: float = Field(0.5, ge=0)  # first retry delay, doubling
+    jpeg_quality: int = Field(90, ge=1, le=100)  # frames sent as JPEG data URLs
 
 
 class PLMParams(CaptionerParams):

@@ -40,9 +40,28 @@ class StageModel:
         self._ready = False
 
     @classmethod
+    def constructor_args(cls) -> set[str]:
+        """Names the constructor takes, through the ``**kwargs`` it passes up."""
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None:
+                continue
+            params = inspect.signature(init).parameters.values()
+            names |= {
+                p.name
+                for p in params
+                if p.name != "self"
+                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            }
+            if not any(p.kind is p.VAR_KEYWORD for p in params):
+                break
+        return names
+
+    @classmethod
     def from_params(cls, params: BaseModel, **overrides: Any) -> Self:
         """``cls(**matching parameters, **overrides)``; builds, loads nothing."""
-        accepted = inspect.signature(cls.__init__).parameters
+        accepted = cls.constructor_args()
         values = {
             name: getattr(params, name)
             for name in type(params).model_fields

@@ -441,3 +441,22 @@ def test_client_keeps_max_concurrency_requests_in_flight():
         done = asyncio.run(send(client, 12))
     assert len(done) == 12 and len(server.requests) == 12
     assert server.peak_in_flight == 5
+
+
+def test_chat_clients_are_built_from_their_parameters(monkeypatch, tmp_path):
+    from action100m.core.params import LLMParams
+    from action100m.models.llm.factory import make_chat_client
+
+    monkeypatch.setenv("MY_KEY", "secret")
+    monkeypatch.setenv("OPENAI_API_KEY", "another key")
+    params = LLMParams(
+        retry_temperatures=[0.2], max_tokens_limit=999, timeout_s=5.0,
+        max_concurrency=3, api_key_env="MY_KEY", cache_dir=str(tmp_path),
+    )  # fmt: skip
+    client = make_chat_client(params)
+    assert isinstance(client, OpenAIChatClient)
+    assert client.retry_temperatures == (0.2,) and client.max_tokens_limit == 999
+    assert (client.timeout_s, client.max_concurrency) == (5.0, 3)
+    assert client._api_key == "secret"
+    unset = make_chat_client(params.model_copy(update={"api_key_env": "NO_SUCH_KEY"}))
+    assert unset._api_key == "EMPTY"  # no silent fall back to OPENAI_API_KEY

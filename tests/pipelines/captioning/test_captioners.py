@@ -361,3 +361,27 @@ def test_served_captioner_keeps_max_concurrency_in_flight_across_nodes_and_video
             result["captions"][n.node_id]["plm_caption"].startswith("answer")
             for n in tree.nodes
         )
+
+
+def test_captioners_are_built_from_their_parameters():
+    served = PLMParams(
+        backend="openai", caption_prompt="c", action_prompt="a", jpeg_quality=70,
+        backoff_s=0.1, max_concurrency=3,
+    )  # fmt: skip
+    captioner = make_captioner(served)
+    assert (captioner.jpeg_quality, captioner.backoff_s) == (70, 0.1)
+    assert captioner.max_concurrency == 3
+    local = make_captioner(
+        PLMParams(caption_prompt="c", action_prompt="a", batch_size=7)
+    )
+    assert isinstance(local, TransformersCaptioner)
+    assert (local.batch_size, local.share_video_prefix) == (7, True)
+    scheduling = {"backend", "num_gpus", "num_frames", "frame_size", "frame_aspect"}
+    prompts = {"caption_prompt", "action_prompt", "prompt", "frame_short_side"}
+    for params, model in ((served, captioner), (PLMParams(caption_prompt="c",
+                          action_prompt="a"), local)):  # fmt: skip
+        used = type(model).constructor_args()
+        unused = set(type(params).model_fields) - used - scheduling - prompts
+        # each setting reaches the model or belongs to the other backend
+        other = OpenAICaptioner if model is local else TransformersCaptioner
+        assert unused <= other.constructor_args()

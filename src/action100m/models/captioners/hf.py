@@ -88,7 +88,7 @@ class TransformersCaptioner(Captioner):
         do_sample: bool = False,
         temperature: float = 1.0,
         seed: int = 0,
-        share_video_prefix: bool = True,
+        share_video_prefix: bool = False,
         cache_implementation: str | None = None,
         batch_by_prompt: bool = True,
     ) -> None:
