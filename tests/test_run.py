@@ -8,8 +8,10 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -58,13 +60,18 @@ def kedro_run(
     )
 
 
-@pytest.fixture
-def model_params(tiny_models) -> str:
+def tiny_model_params(tiny_models) -> str:
+    """``--params`` that point the demo's models at the tests' tiny ones."""
     return (
         f"captioning.plm.model_id={tiny_models['perception_lm']},"
         f"captioning.llama.model_id={tiny_models['mllama']},"
         f"aggregation.llm.model={tiny_models['gpt_oss']}"
     )
+
+
+@pytest.fixture
+def model_params(tiny_models) -> str:
+    return tiny_model_params(tiny_models)
 
 
 @pytest.fixture
@@ -76,18 +83,51 @@ def videos(tmp_path, cut_videos):
     return target, cuts
 
 
-@pytest.mark.slow
-def test_demo_run_writes_release_files_and_resumes(tmp_path, videos, model_params):
-    folder, cuts = videos
-    out = tmp_path / "out"
-    params = f"videos_dir={folder},output_dir={out},{model_params}"
-    before = project_files()
-    first = kedro_run(tmp_path, "--env", "demo", "--params", params)
-    assert first.returncode == 0, first.stderr[-3000:]
-    # Nothing lands in the project folder: outputs, store and artifacts are elsewhere.
-    assert project_files() - before == set()
+@dataclass
+class DemoRun:
+    tmp: Path
+    out: Path
+    params: str
+    cuts: dict
+    table: pa.Table
+    new_project_files: set
 
-    table = pq.read_table(out / "action100m.parquet")
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, cut_videos, tiny_models) -> DemoRun:
+    """One ``kedro run --env demo`` over three cut videos and a broken file, shared
+    by the tests below (each checks one behaviour of it)."""
+    folder, cuts = cut_videos
+    tmp = tmp_path_factory.mktemp("demo_run")
+    videos = tmp / "videos"
+    shutil.copytree(folder, videos)
+    (videos / "broken.mp4").write_bytes(b"\x00" * 100)
+    out = tmp / "out"
+    models = tiny_model_params(tiny_models)
+    params = f"videos_dir={videos},output_dir={out},{models}"
+    before = project_files()
+    run = kedro_run(tmp, "--env", "demo", "--params", params)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return DemoRun(
+        tmp, out, params, cuts, pq.read_table(out / "action100m.parquet"),
+        project_files() - before,
+    )  # fmt: skip
+
+
+def _mlflow_run(demo: DemoRun):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{demo.tmp / 'mlflow.db'}")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("action100m").experiment_id],
+        order_by=["attributes.start_time ASC"],
+    )
+    return client, runs[0]
+
+
+@pytest.mark.slow
+def test_demo_run_writes_release_files(demo_run):
+    table, out, cuts = demo_run.table, demo_run.out, demo_run.cuts
     assert table.schema.equals(RELEASE_SCHEMA, check_metadata=False)
     assert sorted(table.column("video_uid").to_pylist()) == sorted(cuts)
     # Every field wherever the release has it: captions and gpt (noise text).
@@ -99,28 +139,38 @@ def test_demo_run_writes_release_files_and_resumes(tmp_path, videos, model_param
         assert tree_json["video_uid"] == [uid]
     errors = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
     assert [(e["video_uid"], e["stage"]) for e in errors] == [("broken", "ingest")]
+
+
+@pytest.mark.slow
+def test_demo_run_writes_nothing_into_the_project(demo_run):
+    assert demo_run.new_project_files == set()
+
+
+@pytest.mark.slow
+def test_demo_run_writes_viewers_index_and_fiftyone_export(demo_run):
+    out, cuts = demo_run.out, demo_run.cuts
     for uid in cuts:
-        assert (
-            (out / "viewer" / f"{uid}.html").read_text().startswith("<!DOCTYPE html>")
-        )
+        page = (out / "viewer" / f"{uid}.html").read_text()
+        assert page.startswith("<!DOCTYPE html>")
         assert (out / "timelines" / f"{uid}.png").read_bytes()[:4] == b"\x89PNG"
+    index = (out / "viewer" / "index.html").read_text()
+    for uid in cuts:
+        assert f'"viewer": "{uid}.html"' in index
+    assert '"video_uid": "broken", "stage": "ingest"' in index
     samples = json.loads((out / "fiftyone" / "samples.json").read_text())["samples"]
     assert sorted(s["video_uid"] for s in samples) == sorted(cuts)
-    for sample, row in zip(samples, table.to_pylist(), strict=True):
+    for sample, row in zip(samples, demo_run.table.to_pylist(), strict=True):
         gpt_nodes = [n["node_id"] for n in row["nodes"] if n["gpt"] is not None]
         found = [d["node_id"] for d in sample["gpt_summary_brief"]["detections"]]
         assert sample["video_uid"] == row["video_uid"] and found == gpt_nodes
 
-    # One finished MLflow run with model identities, stage costs and quality.
-    from mlflow import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    (run,) = client.search_runs(
-        [client.get_experiment_by_name("action100m").experiment_id]
-    )
+@pytest.mark.slow
+def test_demo_run_is_one_finished_mlflow_run_with_every_parameter(demo_run):
+    _, run = _mlflow_run(demo_run)
     assert run.info.status == "FINISHED"
     assert run.info.run_name == "__default__@demo"
-    logged, metrics = run.data.params, run.data.metrics
+    logged = run.data.params
     # every parameter under its own flattened key, comparable across runs
     assert logged["captioning.plm.batch_size"] == "8"
     assert logged["segmentation.embedder.window"] == "1"
@@ -129,11 +179,19 @@ def test_demo_run_writes_release_files_and_resumes(tmp_path, videos, model_param
     for role in ("plm", "llama", "llm"):
         assert logged[f"model.{role}.revision"].startswith("sha256:")
     assert logged["model.plm.id"].endswith("perception_lm")
+
+
+@pytest.mark.slow
+def test_demo_run_logs_stage_costs_quality_and_work(demo_run):
+    _, run = _mlflow_run(demo_run)
+    metrics = run.data.metrics
     for stage in ("ingest", "segmentation", "captioning", "aggregation", "export"):
         assert metrics[f"{stage}.gpu_hours"] == 0.0  # a CPU run
         assert metrics[f"{stage}.wall_s"] > 0
         assert f"{stage}.cpu_hours" in metrics
     assert metrics["quality_metrics.invariant_pass_rate"] == 1.0
+    assert metrics["quality_metrics.boundary_recall_any_level"] >= 0.99
+    assert metrics["quality_metrics.llm_first_attempt_valid_rate"] == 1.0
     for rate in ("videos_per_s", "nodes_per_s", "llm_requests_per_s"):
         assert metrics[rate] > 0
     assert metrics["video_hours_per_wall_hour"] > 0
@@ -144,31 +202,33 @@ def test_demo_run_writes_release_files_and_resumes(tmp_path, videos, model_param
     for role in ("plm", "llama", "llm"):
         assert metrics[f"work.{role}.prompt_tokens"] > 0
         assert metrics[f"work.{role}.generated_tokens"] > 0
-    assert run.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())
+    summary = json.loads((demo_run.out / "run_summary.json").read_text())
+    assert summary["metrics"]["videos"] == 3
+    # One vision pass of 32 frames per node: caption and action share it.
+    assert metrics["work.plm.frames"] == 32 * summary["metrics"]["nodes"]
+
+
+@pytest.mark.slow
+def test_demo_run_artifacts_sit_beside_the_tracking_store(demo_run):
+    client, run = _mlflow_run(demo_run)
+    assert run.info.artifact_uri.startswith((demo_run.tmp / "mlartifacts").as_uri())
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"run_summary.json", "errors.jsonl", "timelines"} <= artifacts
     timelines = client.list_artifacts(run.info.run_id, "timelines")
     assert sorted(a.path for a in timelines) == [
-        f"timelines/{u}.png" for u in sorted(cuts)
+        f"timelines/{u}.png" for u in sorted(demo_run.cuts)
     ]
-    assert metrics["quality_metrics.boundary_recall_any_level"] >= 0.99
-    assert metrics["quality_metrics.llm_first_attempt_valid_rate"] == 1.0
-    summary = json.loads((out / "run_summary.json").read_text())
-    assert summary["metrics"]["videos"] == 3
-    # One vision pass of 32 frames per node: caption and action share it.
-    assert metrics["work.plm.frames"] == 32 * summary["metrics"]["nodes"]
-    index = (out / "viewer" / "index.html").read_text()
-    for uid in cuts:
-        assert f'"viewer": "{uid}.html"' in index
-    assert '"video_uid": "broken", "stage": "ingest"' in index
 
-    # A rerun resumes: finished partitions are neither recomputed nor rewritten.
+
+@pytest.mark.slow
+def test_a_rerun_recomputes_only_the_deleted_tree(demo_run):
+    out = demo_run.out
     partitions = sorted((out / "intermediate").rglob("*.npz")) + sorted(
         (out / "intermediate").rglob("*.json")
     )
     stamps = {p: p.stat().st_mtime_ns for p in partitions}
     (out / "intermediate" / "segment_trees" / "cuts_b.json").unlink()
-    second = kedro_run(tmp_path, "--env", "demo", "--params", params)
+    second = kedro_run(demo_run.tmp, "--env", "demo", "--params", demo_run.params)
     assert second.returncode == 0, second.stderr[-3000:]
     for path, stamp in stamps.items():
         if path.name != "cuts_b.json":
@@ -177,23 +237,21 @@ def test_demo_run_writes_release_files_and_resumes(tmp_path, videos, model_param
     assert (out / "intermediate" / "segment_trees" / "cuts_b.json").exists()
     captions = out / "intermediate" / "captions" / "cuts_b.json"
     assert captions.stat().st_mtime_ns == stamps[captions]
-    assert pq.read_table(out / "action100m.parquet").equals(table)
+    assert pq.read_table(out / "action100m.parquet").equals(demo_run.table)
 
-    # Resampling on this run's output, then the notebook, headless.
+
+@pytest.mark.slow
+def test_resampling_and_the_notebook_read_the_run(demo_run):
+    out = demo_run.out
     resample = kedro_run(
-        tmp_path,
-        "--env",
-        "demo",
-        "--pipeline",
-        "resampling",
-        "--params",
-        f"output_dir={out}",
-    )
+        demo_run.tmp, "--env", "demo", "--pipeline", "resampling",
+        "--params", f"output_dir={out}",
+    )  # fmt: skip
     assert resample.returncode == 0, resample.stderr[-3000:]
     selection = pq.read_table(out / "resampled.parquet").to_pylist()
     annotated = {
         (r["video_uid"], n["node_id"])
-        for r in table.to_pylist()
+        for r in demo_run.table.to_pylist()
         for n in r["nodes"]
         if n["gpt"] is not None and n["gpt"]["action"]["brief"] != "N/A"
     }
