@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from action100m.core.schema import RELEASE_SCHEMA
+from action100m.datasets.partitions import DONE_MARKER
 from action100m.release.validation import table_violations
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -495,7 +496,10 @@ def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, two_vid
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)  # in the middle of captioning
     process.wait()
-    assert len(list(captions.glob("*.json"))) == 1
+    # Killed once a first video's captions were saved, before the stage ended
+    # (how many videos it finished in between depends on the machine's speed).
+    assert list(captions.glob("*.json"))
+    assert not (captions / DONE_MARKER).exists()
     assert not (out / "action100m.parquet").exists()
 
     # Kedro's own skip agrees with the per-video one: captioning is incomplete.
