@@ -185,6 +185,11 @@ class VideoPartitionsDataset(AbstractDataset[dict[str, Any], PartitionLoaders]):
         )
         self.metadata = metadata
 
+    @property
+    def location(self) -> str:
+        """Where the partitions are (as configured: a local path or a URL)."""
+        return self._path
+
     # ------------------------------------------------------------------ paths
     def partition_path(self, video_uid: str) -> str:
         check_partition_id(video_uid)

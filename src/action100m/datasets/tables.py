@@ -49,6 +49,11 @@ class _FileDataset(AbstractDataset):
         }
         self.metadata = metadata
 
+    @property
+    def location(self) -> str:
+        """Where the file is (as configured: a local path or a URL)."""
+        return self._filepath
+
     def _exists(self) -> bool:
         return self._fs.exists(self._path)
 

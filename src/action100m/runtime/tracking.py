@@ -25,7 +25,9 @@ from action100m.models.work import RUN_WORK
 
 logger = logging.getLogger(__name__)
 # Datasets logged as MLflow artifacts once the run ends (name -> artifact folder).
-ARTIFACTS = {"run_summary": None, "errors_table": None, "timeline_images": "timelines"}
+# A catalog entry whose metadata holds `mlflow_artifact` is logged as an artifact
+# of the run once saved (the value: the artifact folder; "" for the top level).
+ARTIFACT_KEY = "mlflow_artifact"
 MAX_TIMELINE_ARTIFACTS = 200  # a large run keeps the rest in its output folder only
 PACKAGES = (
     "kedro",
@@ -161,16 +163,13 @@ class RunTrackingHook:
 
     @hook_impl(trylast=True)  # after kedro-mlflow has opened the run
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
-        from kedro.framework.project import pipelines
-
         from action100m.pipeline_registry import STAGES
 
-        for name in (*STAGES, "reannotate"):
-            try:
-                for node in pipelines[name].nodes:
-                    self._stage_of.setdefault(node.name, name)
-            except KeyError:
-                continue
+        # Each pipeline tags its nodes with its stage's name.
+        stages = {*STAGES, "reannotate"}
+        for node in pipeline.nodes:
+            tagged = sorted(node.tags & stages)
+            self._stage_of[node.name] = tagged[0] if tagged else "other"
         self.wall.clear()
         self.cpu.clear()
         RUN_WORK.reset()
@@ -238,9 +237,9 @@ class RunTrackingHook:
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, node=None) -> None:
         self._mark_end(node)  # the lazy per-video work ran inside this save
-        if dataset_name in ARTIFACTS:
-            self._saved.add(dataset_name)
         dataset = self._catalog.get(dataset_name) if self._catalog else None
+        if ARTIFACT_KEY in (getattr(dataset, "metadata", None) or {}):
+            self._saved.add(dataset_name)
         counts = getattr(dataset, "counts", None)
         for key, value in (counts or {}).items():
             self.resume[f"outputs.{dataset_name}.{key}"] = value
@@ -253,19 +252,20 @@ class RunTrackingHook:
         self._log(self._log_artifacts)
 
     def _log_artifacts(self, mlflow) -> None:
-        """The run summary, the errors table and timeline PNGs written this run."""
+        """The files of the catalog entries marked as artifacts, saved this run
+        (the run summary, the errors table, timeline PNGs)."""
         for name in sorted(self._saved):
-            described = self._catalog.get(name)._describe()
-            path = str(described.get("filepath") or described.get("path"))
-            path = path.removeprefix("file://")
+            dataset = self._catalog.get(name)
+            folder = dataset.metadata[ARTIFACT_KEY] or None
+            path = str(dataset.location).removeprefix("file://")
             if os.path.isfile(path):
-                mlflow.log_artifact(path, ARTIFACTS[name])
+                mlflow.log_artifact(path, folder)
             elif os.path.isdir(path):
                 files = sorted(
                     f for f in os.listdir(path) if not f.startswith((".", "_"))
                 )
                 for file in files[:MAX_TIMELINE_ARTIFACTS]:
-                    mlflow.log_artifact(os.path.join(path, file), ARTIFACTS[name])
+                    mlflow.log_artifact(os.path.join(path, file), folder)
 
     @hook_impl(tryfirst=True)
     def on_pipeline_error(self) -> None:

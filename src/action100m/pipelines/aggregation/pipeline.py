@@ -20,5 +20,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs="annotations",
                 name="annotate_segment_trees_node",
             )
-        ]
+        ],
+        tags="aggregation",  # its stage, for MLflow costs and `kedro run --tags`
     )

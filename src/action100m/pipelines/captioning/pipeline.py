@@ -20,5 +20,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs="captions",
                 name="caption_trees_node",
             )
-        ]
+        ],
+        tags="captioning",  # its stage, for MLflow costs and `kedro run --tags`
     )

@@ -21,5 +21,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs=["quality_metrics", "run_summary", "run_index_page"],
                 name="evaluate_run_node",
             )
-        ]
+        ],
+        tags="evaluation",  # its stage, for MLflow costs and `kedro run --tags`
     )

@@ -63,5 +63,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs="errors_table",
                 name="collect_errors_node",
             ),
-        ]
+        ],
+        tags="export",  # its stage, for MLflow costs and `kedro run --tags`
     )

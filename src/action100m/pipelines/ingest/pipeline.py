@@ -14,5 +14,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs=["video_manifest", "ingest_errors"],
                 name="probe_videos_node",
             )
-        ]
+        ],
+        tags="ingest",  # its stage, for MLflow costs and `kedro run --tags`
     )

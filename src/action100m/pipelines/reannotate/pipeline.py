@@ -26,5 +26,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs=["reannotated_parquet", "reannotate_errors"],
                 name="merge_reannotated_node",
             ),
-        ]
+        ],
+        tags="reannotate",  # its stage, for MLflow costs and `kedro run --tags`
     )

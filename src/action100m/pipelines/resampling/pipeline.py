@@ -14,5 +14,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs=["resampled_actions", "cluster_sizes", "duplicate_stats"],
                 name="resample_actions_node",
             )
-        ]
+        ],
+        tags="resampling",  # its stage, for MLflow costs and `kedro run --tags`
     )

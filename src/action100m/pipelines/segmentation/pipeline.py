@@ -30,5 +30,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs="segment_trees",
                 name="build_segment_trees_node",
             ),
-        ]
+        ],
+        tags="segmentation",  # its stage, for MLflow costs and `kedro run --tags`
     )
