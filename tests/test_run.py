@@ -244,6 +244,7 @@ def test_a_rerun_recomputes_only_the_deleted_tree(demo_run):
 @pytest.mark.slow
 def test_resampling_and_the_notebook_read_the_run(demo_run):
     out = demo_run.out
+    before = project_files()
     resample = kedro_run(
         demo_run.tmp, "--env", "demo", "--pipeline", "resampling",
         "--params", f"output_dir={out}",
@@ -260,6 +261,7 @@ def test_resampling_and_the_notebook_read_the_run(demo_run):
         selection and {(s["video_uid"], s["node_id"]) for s in selection} <= annotated
     )
     execute_notebook(out)
+    assert project_files() - before == set()  # nothing left in the project
 
 
 def execute_notebook(out: Path) -> None:
@@ -267,8 +269,15 @@ def execute_notebook(out: Path) -> None:
     from nbclient import NotebookClient
 
     notebook = nbformat.read(ROOT / "notebooks" / "01_explore_annotations.ipynb", 4)
-    os.environ["ACTION100M_OUTPUT_DIR"] = str(out)
-    os.environ["ACTION100M_ENV"] = "demo"
+    settings = {
+        "ACTION100M_OUTPUT_DIR": str(out),
+        "ACTION100M_ENV": "demo",
+        # The notebook's Kedro session opens kedro-mlflow: a store of its own,
+        # not the project's mlflow.db.
+        "MLFLOW_TRACKING_URI": f"sqlite:///{out.parent / 'notebook_mlflow.db'}",
+    }
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
     try:
         NotebookClient(
             notebook,
@@ -277,7 +286,11 @@ def execute_notebook(out: Path) -> None:
             resources={"metadata": {"path": str(ROOT)}},
         ).execute()
     finally:
-        del os.environ["ACTION100M_OUTPUT_DIR"], os.environ["ACTION100M_ENV"]
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     texts = [
         o.get("text", "")
         for c in notebook.cells
