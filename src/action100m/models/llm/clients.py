@@ -190,6 +190,9 @@ class ChatClient(StageModel, ABC):
                 await asyncio.sleep(retry_delay(self.backoff_s, attempt, delay))
         raise CompletionFailed(f"failed after {self.max_attempts} attempts: {reason}")
 
+    async def aclose(self) -> None:
+        """Close what the running event loop holds for this client (nothing here)."""
+
     def describe(self) -> dict[str, Any]:
         return {
             "backend": self.backend,

@@ -67,6 +67,8 @@ class AggregationWorker(StageWorker):
 
     def teardown(self) -> None:
         if self.loop is not None:
+            # Connections belong to the loop: close them on it, then stop it.
+            self.loop.submit(self.client.aclose()).result()
             self.loop.close()
             self.loop = None
         self.client.teardown()
