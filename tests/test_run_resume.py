@@ -89,12 +89,13 @@ def test_reruns_reuse_only_what_the_same_settings_made(tmp_path, cut_videos):
     )
     assert record["settings"]["frame_stride"] == 8
     first, changed, same = _metrics(tmp_path, "segmentation@demo")
-    assert first["outputs.frame_embeddings.written"] == 3
-    assert changed["outputs.frame_embeddings.recomputed"] == 3
-    assert changed["outputs.segment_trees.recomputed"] == 3  # its input changed
-    assert same["outputs.frame_embeddings.reused"] == 3
-    assert same["outputs.segment_trees.reused"] == 3
-    assert same["outputs.frame_embeddings.written"] == 0
+    assert first["outputs.intermediate_frame_embeddings.written"] == 3
+    assert changed["outputs.intermediate_frame_embeddings.recomputed"] == 3
+    # The trees are recomputed because their input changed.
+    assert changed["outputs.intermediate_segment_trees.recomputed"] == 3
+    assert same["outputs.intermediate_frame_embeddings.reused"] == 3
+    assert same["outputs.intermediate_segment_trees.reused"] == 3
+    assert same["outputs.intermediate_frame_embeddings.written"] == 0
     assert changed["segmentation.wall_s"] > same["segmentation.wall_s"]
 
     stop = kedro_run(

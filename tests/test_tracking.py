@@ -22,10 +22,10 @@ def test_a_stage_is_timed_until_its_lazy_saves_end_even_when_nodes_overlap():
     hook.after_node_run(embed, {})  # the node returns lazy work at once
     hook.before_node_run(caption)  # a threaded runner starts another node
     time.sleep(0.3)  # meanwhile the first node's save runs its videos
-    hook.after_dataset_saved("frame_embeddings", embed)
+    hook.after_dataset_saved("intermediate_frame_embeddings", embed)
     time.sleep(0.2)
     hook.after_node_run(caption, {})
-    hook.after_dataset_saved("captions", caption)
+    hook.after_dataset_saved("intermediate_captions", caption)
     hook._close()
 
     assert 0.3 <= hook.wall["segmentation"] < 0.45

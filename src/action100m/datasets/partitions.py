@@ -30,9 +30,9 @@ skip then computes only those videos.
 
 Example YAML::
 
-    segment_trees:
+    "intermediate_{name}":   # a dataset factory: one folder per stage output
       type: action100m.datasets.VideoPartitionsDataset
-      path: data/07_model_output/intermediate/segment_trees
+      path: data/07_model_output/intermediate/{name}
       format: json
 """
 
@@ -189,6 +189,16 @@ class VideoPartitionsDataset(AbstractDataset[dict[str, Any], PartitionLoaders]):
     def location(self) -> str:
         """Where the partitions are (as configured: a local path or a URL)."""
         return self._path
+
+    @property
+    def format(self) -> str:
+        """How each partition is stored: ``json``, ``npz`` or ``bytes``."""
+        return self._format
+
+    @property
+    def skip_existing(self) -> bool:
+        """Whether a save leaves a video whose partition exists as it is."""
+        return self._skip_existing
 
     # ------------------------------------------------------------------ paths
     def partition_path(self, video_uid: str) -> str:

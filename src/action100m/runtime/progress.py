@@ -32,11 +32,11 @@ logger = logging.getLogger(__name__)
 
 # Per-video datasets of the long stages -> the stage they belong to.
 TRACKED = {
-    "frame_embeddings": "embedding",
-    "segment_trees": "segmentation",
-    "captions": "captioning",
-    "annotations": "aggregation",
-    "reannotate_annotations": "reannotate",
+    "intermediate_frame_embeddings": "embedding",
+    "intermediate_segment_trees": "segmentation",
+    "intermediate_captions": "captioning",
+    "intermediate_annotations": "aggregation",
+    "intermediate_reannotate_annotations": "reannotate",
 }
 
 

@@ -38,8 +38,10 @@ def _catalog(tmp_path, release: str, url: str) -> DataCatalog:
     return DataCatalog(
         {
             "release_input": ReleaseParquetDataset(filepath=release),
-            "reannotate_trees": VideoPartitionsDataset(path=str(out / "trees")),
-            "reannotate_annotations": VideoPartitionsDataset(
+            "intermediate_reannotate_trees": VideoPartitionsDataset(
+                path=str(out / "trees")
+            ),
+            "intermediate_reannotate_annotations": VideoPartitionsDataset(
                 path=str(out / "annotations")
             ),
             "reannotated_parquet": ReleaseParquetDataset(

@@ -11,13 +11,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 func=annotate_segment_trees,
                 inputs=[
-                    "segment_trees",
-                    "captions",
+                    "intermediate_segment_trees",
+                    "intermediate_captions",
                     "video_manifest",
                     "params:aggregation",
                     "params:executor",
                 ],
-                outputs="annotations",
+                outputs="intermediate_annotations",
                 name="annotate_segment_trees_node",
             )
         ],

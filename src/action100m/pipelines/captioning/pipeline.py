@@ -11,13 +11,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 func=caption_trees,
                 inputs=[
-                    "segment_trees",
+                    "intermediate_segment_trees",
                     "video_manifest",
                     "videos",
                     "params:captioning",
                     "params:executor",
                 ],
-                outputs="captions",
+                outputs="intermediate_captions",
                 name="caption_trees_node",
             )
         ],

@@ -12,7 +12,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 func=evaluate_run,
                 inputs=[
                     "release_parquet",
-                    "annotations",
+                    "intermediate_annotations",
                     "ground_truth_cuts",
                     "video_manifest",
                     "errors_table",

@@ -17,7 +17,12 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 func=export_video_trees,
-                inputs=["segment_trees", "captions", "annotations", "video_manifest"],
+                inputs=[
+                    "intermediate_segment_trees",
+                    "intermediate_captions",
+                    "intermediate_annotations",
+                    "video_manifest",
+                ],
                 outputs="release_trees",
                 name="export_video_trees_node",
             ),
@@ -55,8 +60,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                 func=collect_errors,
                 inputs=[
                     "release_trees",
-                    "captions",
-                    "annotations",
+                    "intermediate_captions",
+                    "intermediate_annotations",
                     "video_manifest",
                     "ingest_errors",
                 ],

@@ -11,18 +11,26 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 func=split_release,
                 inputs=["release_input", "params:executor"],
-                outputs="reannotate_trees",
+                outputs="intermediate_reannotate_trees",
                 name="split_release_node",
             ),
             Node(
                 func=annotate_release_trees,
-                inputs=["reannotate_trees", "params:aggregation", "params:executor"],
-                outputs="reannotate_annotations",
+                inputs=[
+                    "intermediate_reannotate_trees",
+                    "params:aggregation",
+                    "params:executor",
+                ],
+                outputs="intermediate_reannotate_annotations",
                 name="annotate_release_trees_node",
             ),
             Node(
                 func=merge_reannotated,
-                inputs=["release_input", "reannotate_trees", "reannotate_annotations"],
+                inputs=[
+                    "release_input",
+                    "intermediate_reannotate_trees",
+                    "intermediate_reannotate_annotations",
+                ],
                 outputs=["reannotated_parquet", "reannotate_errors"],
                 name="merge_reannotated_node",
             ),

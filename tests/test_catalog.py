@@ -1,0 +1,100 @@
+"""The project's catalog as Kedro loads it: explicit entries and dataset factories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kedro.config import OmegaConfigLoader
+from kedro.framework.project import find_pipelines
+from kedro.io import DataCatalog
+
+from action100m import settings
+from action100m.datasets import VideoPartitionsDataset
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "action100m"
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory) -> DataCatalog:
+    out = tmp_path_factory.mktemp("out")
+    loader = OmegaConfigLoader(
+        conf_source=str(ROOT / "conf"),
+        runtime_params={"output_dir": str(out), "videos_dir": str(out / "videos")},
+        **settings.CONFIG_LOADER_ARGS,
+    )
+    catalog = DataCatalog.from_config(loader["catalog"], loader["credentials"])
+    catalog.out = out  # type: ignore[attr-defined]
+    return catalog
+
+
+@pytest.fixture(scope="module")
+def pipelines():
+    from kedro.framework.project import configure_project
+
+    configure_project(PACKAGE)
+    return find_pipelines(raise_errors=True)
+
+
+def used_names(pipelines) -> set[str]:
+    return {
+        name
+        for pipeline in pipelines.values()
+        for name in pipeline.datasets()
+        if not name.startswith("params:") and name != "parameters"
+    }
+
+
+def produced_names(pipelines) -> set[str]:
+    return {name for p in pipelines.values() for name in p.all_outputs()}
+
+
+def test_every_dataset_of_every_pipeline_is_declared_or_made_by_a_factory(
+    catalog, pipelines
+):
+    resolver = catalog.config_resolver
+    undeclared = {
+        name
+        for name in used_names(pipelines)
+        if name not in resolver.config and resolver.match_dataset_pattern(name) is None
+    }
+    # Nothing falls through to Kedro's in-memory default: every dataset persists.
+    assert undeclared == set()
+
+
+def test_a_name_from_a_factory_is_always_written_by_some_node(catalog, pipelines):
+    # A misspelt input would otherwise resolve to an empty folder and skip
+    # every video without a word.
+    resolver = catalog.config_resolver
+    from_factory = {
+        name for name in used_names(pipelines) if name not in resolver.config
+    }
+    assert from_factory, "the per-video intermediates come from the factories"
+    assert from_factory <= produced_names(pipelines)
+
+
+def test_intermediates_resolve_to_one_folder_per_name_under_the_output_dir(catalog):
+    out = catalog.out
+    for name, fmt in [
+        ("intermediate_segment_trees", "json"),
+        ("intermediate_captions", "json"),
+        ("intermediate_annotations", "json"),
+        ("intermediate_reannotate_trees", "json"),
+        ("intermediate_frame_embeddings", "npz"),  # the more specific pattern
+    ]:
+        dataset = catalog.get(name)
+        assert isinstance(dataset, VideoPartitionsDataset)
+        folder = name.removeprefix("intermediate_")
+        assert Path(str(dataset.location).removeprefix("file://")) == (
+            out / "intermediate" / folder
+        )
+        assert dataset.format == fmt, name
+
+
+def test_release_files_per_video_are_rewritten_on_every_run(catalog):
+    for name in ("release_trees", "viewer_pages", "timeline_images"):
+        dataset = catalog.get(name)
+        assert isinstance(dataset, VideoPartitionsDataset)
+        assert dataset.skip_existing is False, name
+    assert catalog.get("intermediate_captions").skip_existing is True
