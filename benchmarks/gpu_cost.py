@@ -134,6 +134,14 @@ class BenchCaptioner(TransformersCaptioner):
         return results
 
 
+_T0 = time.perf_counter()
+
+
+def say(text: str) -> None:
+    """A progress line on stderr with the seconds since start (long GPU runs)."""
+    print(f"[{time.perf_counter() - _T0:7.1f} s] {text}", file=sys.stderr, flush=True)  # noqa: T201
+
+
 def sync(device: str) -> None:
     if str(device).startswith("cuda"):
         torch.cuda.synchronize()
@@ -251,6 +259,7 @@ def load_models(tiny: bool, folder: str, words, max_new_tokens: int) -> dict:
         window_stride=stride,
     )
     embedder.ensure_setup()
+    say("V-JEPA 2 loaded")
     blank = np.zeros((window, 64, 64, 3), np.uint8)
     embedder(embedder.stack([embedder.preprocess(blank)]))  # warm-up
     fields = {
@@ -260,11 +269,14 @@ def load_models(tiny: bool, folder: str, words, max_new_tokens: int) -> dict:
     }
     common = {"fields": fields, "words": words, "max_new_tokens": max_new_tokens}
     plm = make_captioner(plm_parts, device, dtype, **common)
+    say("PerceptionLM built")
     llama = make_captioner(llama_parts, device, dtype, **common)
+    say("Llama built")
     plm.role, llama.role = "plm", "llama"
     frames = [np.zeros((64, 64, 3), np.uint8)] * 2
     plm([CaptionRequest(frames, CAPTIONING["plm"]["action_prompt"], "video", "w")])
     llama([CaptionRequest(frames[:1], CAPTIONING["llama"]["prompt"], "image")])
+    say("models warmed up")
     return {"embedder": embedder, "plm": plm, "llama": llama, "device": device,
             "vjepa": vjepa, "window": window, "stride": stride}  # fmt: skip
 
@@ -287,6 +299,7 @@ def run(setting: dict, models: dict, video, tree, max_new_tokens: int) -> dict:
     embed_video(embedder, video, seg)
     sync(device)
     stage1 = time.perf_counter() - start
+    say(f"stage 1: {stage1:.1f} s")
     report: dict[str, Any] = {"embedder": {"seconds": stage1, **embedder.work.take()}}
     cap = CaptioningParams.model_validate(
         {
@@ -309,6 +322,7 @@ def run(setting: dict, models: dict, video, tree, max_new_tokens: int) -> dict:
     result = caption_video(tree, video, plm, llama, cap)
     sync(device)
     report["stage2_seconds"] = time.perf_counter() - start
+    say(f"stage 2: {report['stage2_seconds']:.1f} s")
     for name, model in (("plm", plm), ("llama", llama)):
         report[name] = {
             "seconds": model.seconds,
@@ -396,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     reports: dict[str, dict] = {}
     for _ in range(args.repeats):  # alternating; each measure keeps its best
         for name, setting in (("old", OLD), ("new", new)):
+            say(f"{name} settings: {len(tree.nodes)} nodes, {args.seconds:g} s video")
             report = run(setting, models, video, tree, args.max_new_tokens)
             reports[name] = fastest(reports.get(name), report)
     minutes = args.seconds / 60
