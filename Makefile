@@ -30,7 +30,7 @@ demo: setup
 	@echo "Release parquet : $(DEMO_OUTPUT)/action100m.parquet"
 	@echo "Per-video trees : $(DEMO_OUTPUT)/trees/"
 	@echo "Errors table    : $(DEMO_OUTPUT)/errors.jsonl"
-	@echo "Run index       : $(DEMO_OUTPUT)/viewer/index.html (every video and failure)"
+	@echo "Run index       : $(DEMO_OUTPUT)/index.html (every video and failure)"
 	@echo "Viewers         : $(DEMO_OUTPUT)/viewer/<video_uid>.html, timelines/<video_uid>.png"
 	@echo "FiftyOne export : $(DEMO_OUTPUT)/fiftyone/ (fo.types.FiftyOneDataset), card: README.md"
 	@echo "Run summary     : $(DEMO_OUTPUT)/run_summary.json"

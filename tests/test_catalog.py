@@ -98,3 +98,26 @@ def test_release_files_per_video_are_rewritten_on_every_run(catalog):
         assert isinstance(dataset, VideoPartitionsDataset)
         assert dataset.skip_existing is False, name
     assert catalog.get("intermediate_captions").skip_existing is True
+
+
+def test_no_file_of_the_catalog_lies_in_a_per_video_folder(catalog, pipelines):
+    # A video's uid names its file there: a video called `index` must not be able
+    # to overwrite (or be overwritten by) the run's index page.
+    folders = {
+        name: Path(str(catalog.get(name).location))
+        for name in used_names(pipelines)
+        if isinstance(catalog.get(name), VideoPartitionsDataset)
+    }
+    files = {
+        name: Path(entry["filepath"])
+        for name, entry in catalog.config_resolver.config.items()
+        if "filepath" in entry
+    }
+    assert "run_index_page" in files and "viewer_pages" in folders
+    inside = {
+        (file_name, folder_name)
+        for file_name, path in files.items()
+        for folder_name, folder in folders.items()
+        if folder in path.parents
+    }
+    assert inside == set()

@@ -154,9 +154,9 @@ def test_demo_run_writes_viewers_index_and_fiftyone_export(demo_run):
         page = (out / "viewer" / f"{uid}.html").read_text()
         assert page.startswith("<!DOCTYPE html>")
         assert (out / "timelines" / f"{uid}.png").read_bytes()[:4] == b"\x89PNG"
-    index = (out / "viewer" / "index.html").read_text()
+    index = (out / "index.html").read_text()
     for uid in cuts:
-        assert f'"viewer": "{uid}.html"' in index
+        assert f'"viewer": "viewer/{uid}.html"' in index
     assert '"video_uid": "broken", "stage": "ingest"' in index
     samples = json.loads((out / "fiftyone" / "samples.json").read_text())["samples"]
     assert sorted(s["video_uid"] for s in samples) == sorted(cuts)

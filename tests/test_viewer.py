@@ -165,7 +165,7 @@ def _index(tmp_path: Path) -> Path:
         },
     ]
     metrics = {"invariant_pass_rate": 1.0, "videos": 4, "na_rate": None}
-    path = tmp_path / "out" / "viewer" / "index.html"
+    path = tmp_path / "out" / "index.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_run_index(entries, errors, metrics))
     return path

@@ -1,7 +1,8 @@
 """The run's index page: every video, every failure and the summary metrics.
 
-``<output_dir>/viewer/index.html`` is one self-contained page (no network, no
-files beside it but the ones it links). Its tables sort by any column (click a
+``<output_dir>/index.html`` is one self-contained page (no network, no files
+beside it but the ones it links). It sits above ``viewer/`` so that no video's
+page can take its name (a video called ``index`` has ``viewer/index.html``). Its tables sort by any column (click a
 heading, again to reverse; ``index.html#sort=duration`` or ``#sort=-nodes``
 opens sorted), and, like the per-video viewer, it inserts every text as text.
 """
@@ -112,7 +113,7 @@ def video_entry(row: dict[str, Any], duration: float) -> dict[str, Any]:
         duration: The video's duration in seconds.
 
     Returns:
-        The entry, with URL-encoded links relative to ``<output_dir>/viewer``.
+        The entry, with URL-encoded links relative to ``<output_dir>``.
     """
     uid = row["video_uid"]
     nodes = row["nodes"] or []
@@ -123,8 +124,8 @@ def video_entry(row: dict[str, Any], duration: float) -> dict[str, Any]:
         "duration": float(duration),
         "nodes": len(nodes),
         "annotated": sum(n.get("gpt") is not None for n in nodes),
-        "viewer": f"{quoted}.html",
-        "timeline": f"../timelines/{quoted}.png",
+        "viewer": f"viewer/{quoted}.html",
+        "timeline": f"timelines/{quoted}.png",
     }
 
 

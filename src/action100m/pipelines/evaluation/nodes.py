@@ -40,7 +40,7 @@ def evaluate_run(
 
     Returns:
         MLflow metrics (``name -> {value, step}``), a summary dict and the run's
-        index page (``viewer/index.html``).
+        index page (``index.html``).
     """
     durations = {v["video_uid"]: v["duration"] for v in video_manifest}
     release = ReleaseMetrics(segmentation.tree.min_segment_s)
