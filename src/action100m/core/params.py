@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Params(BaseModel):
@@ -96,6 +96,26 @@ class LlamaParams(CaptionerParams):
 class CaptioningParams(_Params):
     plm: PLMParams
     llama: LlamaParams
+    # Videos captioned at once in-process. Above 1 only with both captioners
+    # served: their requests then share the endpoints' slots, so one video's
+    # last requests do not leave the server idle. An in-process model captions
+    # one video at a time (on Ray, one per actor).
+    videos_in_flight: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _in_flight_needs_served_models(self) -> CaptioningParams:
+        local = [
+            role
+            for role, model in (("plm", self.plm), ("llama", self.llama))
+            if model.backend != "openai"
+        ]
+        if self.videos_in_flight > 1 and local:
+            raise ValueError(
+                f"videos_in_flight={self.videos_in_flight} needs both captioners "
+                f"served (backend: openai); {', '.join(local)} runs in-process and "
+                "captions one video at a time: set videos_in_flight to 1"
+            )
+        return self
 
 
 class LLMParams(_Params):

@@ -11,12 +11,17 @@ result (so Ray actors report too) and the driver sums them here;
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 COUNTERS = ("calls", "frames", "prompt_tokens", "generated_tokens")
 ROLES = ("embedder", "plm", "llama", "llm")
+# Videos in flight add to one model's counter from several threads, and each
+# takes its share: adding and taking are atomic (one lock for every counter
+# keeps them picklable).
+_LOCK = threading.Lock()
 
 
 @dataclass
@@ -35,10 +40,11 @@ class WorkCounter:
         prompt_tokens: int = 0,
         generated_tokens: int = 0,
     ) -> None:
-        self.calls += int(calls)
-        self.frames += int(frames)
-        self.prompt_tokens += int(prompt_tokens)
-        self.generated_tokens += int(generated_tokens)
+        with _LOCK:
+            self.calls += int(calls)
+            self.frames += int(frames)
+            self.prompt_tokens += int(prompt_tokens)
+            self.generated_tokens += int(generated_tokens)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -52,9 +58,11 @@ class WorkCounter:
         )
 
     def take(self) -> dict[str, int]:
-        """The counts so far, then zero (one video's share, per video)."""
-        counts = self.as_dict()
-        self.calls = self.frames = self.prompt_tokens = self.generated_tokens = 0
+        """The counts so far, then zero (one video's share, per video; with
+        videos in flight the shares may mix, the totals are exact)."""
+        with _LOCK:
+            counts = self.as_dict()
+            self.calls = self.frames = self.prompt_tokens = self.generated_tokens = 0
         return counts
 
 

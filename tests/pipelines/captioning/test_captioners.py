@@ -385,3 +385,65 @@ def test_captioners_are_built_from_their_parameters():
         # each setting reaches the model or belongs to the other backend
         other = OpenAICaptioner if model is local else TransformersCaptioner
         assert unused <= other.constructor_args()
+
+
+def test_videos_in_flight_needs_both_captioners_served():
+    params = _captioning_params("http://127.0.0.1:9/v1", max_concurrency=4)
+    assert (
+        CaptioningParams(
+            **params.model_dump() | {"videos_in_flight": 4}
+        ).videos_in_flight
+        == 4
+    )
+    mixed = params.model_dump() | {"videos_in_flight": 2}
+    mixed["llama"]["backend"] = "transformers"
+    with pytest.raises(ValueError, match="llama runs in-process"):
+        CaptioningParams(**mixed)
+
+
+def _run_caption_trees(folder, server_url: str, videos_in_flight: int) -> dict:
+    """Stage 2's node over one-node trees of every cut video, saved in order."""
+    from action100m.core.params import ExecutorParams
+    from action100m.core.tree import Node, SegmentTree, make_node_id
+    from action100m.datasets import PartitionLoaders
+    from action100m.media.video import VideoSource
+    from action100m.pipelines.captioning.nodes import caption_trees
+
+    manifest = [_video(folder, p.stem) for p in sorted(folder.glob("*.mp4"))]
+    trees = {}
+    for video in manifest:
+        uid, end = video["video_uid"], video["duration"]
+        root = Node(make_node_id(uid, 0.0, end), None, 0, 0.0, end)
+        trees[uid] = SegmentTree(uid, [root]).to_dict()
+    params = _captioning_params(server_url, max_concurrency=16).model_copy(
+        update={"videos_in_flight": videos_in_flight}
+    )
+    work = caption_trees(
+        PartitionLoaders({uid: (lambda t=t: t) for uid, t in trees.items()}),
+        manifest,
+        [VideoSource(v["video_uid"], v["path"]) for v in manifest],
+        params,
+        ExecutorParams(),
+    )
+    return {uid: work[uid]() for uid in trees}  # as the dataset saves them
+
+
+def test_served_captioning_keeps_several_videos_in_flight(cut_videos):
+    folder, _ = cut_videos
+    results = {}
+    for in_flight in (1, 3):
+        with FakeOpenAIServer() as server:
+            server.default = "sleep:0.5"
+            results[in_flight] = _run_caption_trees(folder, server.base_url, in_flight)
+            peak = server.peak_in_flight
+        # A one-node tree asks three questions; only other videos add to them.
+        if in_flight == 1:
+            assert peak <= 3
+        else:
+            assert peak > 3
+    assert len(results[3]) == len(list(folder.glob("*.mp4"))) >= 3
+    for uid, result in results[3].items():
+        assert result["errors"] == [], uid
+        (fields,) = result["captions"].values()
+        assert set(fields) == {"plm_caption", "plm_action", "llama3_caption"}
+        assert set(result) == set(results[1][uid])

@@ -10,7 +10,7 @@ stretching (letterboxed or centre-cropped, ``frame_aspect``).
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -233,7 +233,12 @@ def caption_video(
 
 
 class CaptioningWorker(StageWorker):
-    """Captions one tree per call; both models load once per process or actor."""
+    """Captions one tree per call; both models load once per process or actor.
+
+    ``submit`` starts a video on one of ``videos_in_flight`` threads, so that with
+    served captioners several videos' requests share the endpoints (the
+    scheduler keeps that many in flight in-process).
+    """
 
     @classmethod
     def resources(cls, params: CaptioningParams) -> dict[str, float]:
@@ -243,17 +248,38 @@ class CaptioningWorker(StageWorker):
         self.params = params
         self.plm = make_captioner(params.plm)
         self.llama = make_captioner(params.llama)
+        self.pool: ThreadPoolExecutor | None = None
 
     def teardown(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+            self.pool = None
         self.plm.teardown()
         self.llama.teardown()
+
+    def submit(self, payload: tuple[dict[str, Any], dict[str, Any], VideoSource]):
+        """Start captioning one video; returns its future."""
+        self._setup()
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(
+                self.params.videos_in_flight, thread_name_prefix="captioning"
+            )
+        return self.pool.submit(self._caption, payload)
+
+    def _setup(self) -> None:
+        self.plm.ensure_setup()  # a model that cannot load fails the run, once
+        self.llama.ensure_setup()
 
     def __call__(
         self, payload: tuple[dict[str, Any], dict[str, Any], VideoSource]
     ) -> Any:
+        self._setup()
+        return self._caption(payload)
+
+    def _caption(
+        self, payload: tuple[dict[str, Any], dict[str, Any], VideoSource]
+    ) -> Any:
         tree_data, video, source = payload
-        self.plm.ensure_setup()  # a model that cannot load fails the run, once
-        self.llama.ensure_setup()
         tree = SegmentTree.from_dict(tree_data)
         return record_failure(
             STAGE,
@@ -272,7 +298,8 @@ def caption_trees(
     params: CaptioningParams,
     executor: ExecutorParams,
 ) -> VideoWork:
-    """Captions of every tree of the manifest's videos (lazy, one video at a time).
+    """Captions of every tree of the manifest's videos (lazy; in-process,
+    ``params.videos_in_flight`` videos at a time).
 
     Args:
         segment_trees: Loaders of the per-video trees.
@@ -304,5 +331,6 @@ def caption_trees(
         made_by=lambda uid: made_by(
             identity, {"segment_trees": segment_trees.fingerprint(uid)}
         ),
+        local_in_flight=params.videos_in_flight,
     )
     return collecting_work(results, video_manifest)
