@@ -486,6 +486,15 @@ def test_ray_executor_survives_a_killed_worker_and_equals_local(tmp_path, two_vi
     assert pq.read_table(out / "action100m.parquet").equals(reference)
     errors = out / "errors.jsonl"
     assert not errors.exists() or errors.read_text().strip() == ""
+    # What the models did inside the actors reaches the run's metrics.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("action100m").experiment_id]
+    )
+    for role in ("embedder", "plm", "llama", "llm"):
+        assert run.data.metrics[f"work.{role}.calls"] > 0, role
 
 
 @pytest.mark.slow

@@ -93,11 +93,12 @@ def test_embedding_work_reaches_the_run_totals(cut_videos):
     assert "work.embedder.prompt_tokens" in metrics
 
 
-def test_live_counters_and_the_run_video_hours():
+def test_counts_without_video_time_use_the_run_video_hours():
     RUN_WORK.reset()
-    llm = RUN_WORK.tracked("llm")
+    llm = WorkCounter()
     llm.add_usage({"prompt_tokens": 900, "completion_tokens": 100})
     llm.add_usage({"prompt_tokens": 100, "completion_tokens": None})
+    RUN_WORK.record("llm", llm.take())  # a reannotated tree: no manifest duration
     metrics = RUN_WORK.metrics(video_hours=0.5)
     assert metrics["work.llm.calls"] == 2
     assert metrics["work.llm.prompt_tokens_per_video_hour"] == 2000

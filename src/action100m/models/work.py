@@ -72,7 +72,6 @@ class RunWork:
     def __init__(self) -> None:
         self.totals: dict[str, WorkCounter] = {}
         self.video_s: dict[str, float] = {}
-        self._live: list[tuple[str, WorkCounter]] = []
 
     def reset(self) -> None:
         self.__init__()
@@ -82,23 +81,14 @@ class RunWork:
         self.totals.setdefault(role, WorkCounter()).add(**counts)
         self.video_s[role] = self.video_s.get(role, 0.0) + float(video_s)
 
-    def tracked(self, role: str) -> WorkCounter:
-        """A new counter living in this process, summed when metrics are made."""
-        counter = WorkCounter()
-        self._live.append((role, counter))
-        return counter
-
     def metrics(self, video_hours: float | None = None) -> dict[str, float]:
         """``work.<role>.<counter>`` and, where video time is known, per video-hour.
 
         Args:
             video_hours: The run's video hours, for roles that recorded none.
         """
-        totals = {role: WorkCounter(**c.as_dict()) for role, c in self.totals.items()}
-        for role, counter in self._live:
-            totals.setdefault(role, WorkCounter()).add(**counter.as_dict())
         found: dict[str, float] = {}
-        for role, counter in totals.items():
+        for role, counter in self.totals.items():
             hours = self.video_s.get(role, 0.0) / 3600 or video_hours
             for name, value in counter.as_dict().items():
                 found[f"work.{role}.{name}"] = float(value)
@@ -129,5 +119,7 @@ def collecting_work(
     """
     durations = {v["video_uid"]: float(v["duration"]) for v in video_manifest}
     for uid, run in list(results.items()):
-        results[uid] = lambda uid=uid, run=run: collect_work(run(), durations[uid])
+        results[uid] = lambda uid=uid, run=run: collect_work(
+            run(), durations.get(uid, 0.0)
+        )
     return results

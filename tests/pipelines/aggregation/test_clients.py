@@ -460,3 +460,36 @@ def test_chat_clients_are_built_from_their_parameters(monkeypatch, tmp_path):
     assert client._api_key == "secret"
     unset = make_chat_client(params.model_copy(update={"api_key_env": "NO_SUCH_KEY"}))
     assert unset._api_key == "EMPTY"  # no silent fall back to OPENAI_API_KEY
+
+
+def test_every_llm_request_reaches_the_run_totals_and_none_is_saved(tmp_path):
+    from action100m.core.params import ExecutorParams
+    from action100m.models.work import RUN_WORK
+    from action100m.pipelines.aggregation.nodes import annotate_trees
+    from tests.pipelines.aggregation.test_prompts import captioned_tree
+
+    meta = {"title": "Packing", "description": "Boxes.", "transcript": []}
+    trees = {uid: captioned_tree(uid, meta) for uid in ("one", "two", "three")}
+    params = AggregationParams.model_validate(
+        {"llm": {"rounds": 2, "cache_dir": str(tmp_path / "cache")}}
+    )
+    RUN_WORK.reset()
+    with FakeOpenAIServer(annotation_answer) as server:
+        params.llm.base_url = server.base_url
+        server.script = ["500"]  # a retried request is sent, and counted, twice
+        lazy = annotate_trees(
+            {u: (lambda u=u: trees[u]) for u in trees},
+            params,
+            ExecutorParams(),
+            lambda uid: {},
+            video_manifest=[{"video_uid": u, "duration": 8.0} for u in trees],
+        )
+        results = {u: lazy[u]() for u in trees}
+        sent = len(server.requests)
+    assert all("work" not in r and r["errors"] == [] for r in results.values())
+    metrics = RUN_WORK.metrics()
+    answered = sent - 1  # the scripted 500 carried no usage
+    assert metrics["work.llm.calls"] == answered
+    assert metrics["work.llm.calls_per_video_hour"] == pytest.approx(
+        answered / (24.0 / 3600)
+    )

@@ -29,7 +29,7 @@ from action100m.models.openai_faults import (
     retry_delay,
     status_fault,
 )
-from action100m.models.work import RUN_WORK
+from action100m.models.work import WorkCounter
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class ChatClient(StageModel, ABC):
         self.seed = seed
         self.retry_temperatures = tuple(retry_temperatures)
         self.max_tokens_limit = max_tokens_limit or max_tokens
-        self.work = RUN_WORK.tracked("llm")  # calls and tokens, for MLflow
+        self.work = WorkCounter()  # calls and tokens; the worker hands them on
 
     @abstractmethod
     async def _request(

@@ -23,6 +23,7 @@ from action100m.datasets import PartitionLoaders
 from action100m.models.llm.factory import make_chat_client
 from action100m.models.llm.prompts import PromptTemplate, load_prompt_template
 from action100m.models.llm.refine import BackgroundLoop, annotate_tree
+from action100m.models.work import collecting_work
 from action100m.release.assembly import assemble_tree
 from action100m.runtime.executor import StageWorker, VideoWork, map_videos
 from action100m.runtime.fingerprint import made_by, stage_identity
@@ -58,9 +59,15 @@ class AggregationWorker(StageWorker):
         if self.loop is None:
             self.client.ensure_setup()  # a client that cannot start fails the run
             self.loop = BackgroundLoop()
-        return self.loop.submit(
-            annotate_tree(self.client, tree, self.params, self.template)
-        )
+        return self.loop.submit(self._annotate(tree))
+
+    async def _annotate(self, tree: SegmentTree) -> Any:
+        result = await annotate_tree(self.client, tree, self.params, self.template)
+        # The client's calls and tokens since the last video ended travel with
+        # the result, so the run's totals include what Ray actors did too.
+        if isinstance(result, dict):
+            result["work"] = {"llm": self.client.work.take()}
+        return result
 
     def __call__(self, tree: SegmentTree) -> Any:
         return record_failure(STAGE, tree.video_uid, self.submit(tree).result)
@@ -80,6 +87,7 @@ def annotate_trees(
     executor: ExecutorParams,
     upstream: Callable[[str], dict[str, Any]],
     template: PromptTemplate | None = None,
+    video_manifest: list[dict[str, Any]] | None = None,
 ) -> VideoWork:
     """Lazy ``video_uid -> annotations`` through the one per-video scheduler.
 
@@ -94,6 +102,8 @@ def annotate_trees(
         upstream: ``video_uid ->`` fingerprints of the outputs its tree comes from.
         template: The prompt template (None: the file ``params.prompt.template``,
             read here once, so that Ray workers get its texts, not a path).
+        video_manifest: Manifest rows, for the video time behind the LLM's work
+            (without it, the run's video hours stand in).
 
     Returns:
         ``video_uid -> callable`` giving the video's annotations or its failure.
@@ -101,7 +111,7 @@ def annotate_trees(
     template = template or load_prompt_template(params.prompt.template)
 
     identity = stage_identity(STAGE, params, "aggregation", template.hash())
-    return map_videos(
+    results = map_videos(
         STAGE,
         trees,
         AggregationWorker,
@@ -110,6 +120,7 @@ def annotate_trees(
         made_by=lambda uid: made_by(identity, upstream(uid)),
         local_in_flight=params.videos_in_flight,
     )
+    return collecting_work(results, video_manifest or [])
 
 
 def annotate_segment_trees(
@@ -143,4 +154,5 @@ def annotate_segment_trees(
             "segment_trees": segment_trees.fingerprint(uid),
             "captions": captions.fingerprint(uid),
         },
+        video_manifest=video_manifest,
     )
