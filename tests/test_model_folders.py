@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
+from types import SimpleNamespace
 
-from action100m.runtime.model_folders import missing_model_folders, names_a_folder
+import pytest
+from kedro.pipeline import Node
+
+from action100m.runtime.model_folders import (
+    MissingModelError,
+    ModelFolderHook,
+    missing_model_folders,
+    names_a_folder,
+)
 from tests.test_run import kedro_run
 
 DEMO_PARAMS = {
@@ -38,6 +46,28 @@ def test_only_the_folders_of_the_nodes_that_run_are_required(tmp_path):
         "aggregation": {"llm": {"backend": "transformers", "model": str(present)}}
     }
     assert missing_model_folders(params, every) == []
+
+
+def _hook(params: dict) -> ModelFolderHook:
+    """The hook as a run calls it: the context, then the pipeline's nodes."""
+    hook = ModelFolderHook()
+    hook.after_context_created(SimpleNamespace(params=params))
+    hook.before_pipeline_run(
+        SimpleNamespace(nodes=[Node(lambda x: x, "x", "y", name="caption_trees_node")])
+    )
+    return hook
+
+
+def test_a_cluster_that_loads_the_models_elsewhere_is_only_warned(caplog):
+    with pytest.raises(MissingModelError, match="absent_plm"):
+        _hook(DEMO_PARAMS).before_node_run()
+    local_ray = DEMO_PARAMS | {"executor": {"kind": "ray", "ray": {"address": None}}}
+    with pytest.raises(MissingModelError):  # a local Ray instance: this disk
+        _hook(local_ray).before_node_run()
+    cluster = DEMO_PARAMS | {"executor": {"kind": "ray", "ray": {"address": "auto"}}}
+    _hook(cluster).before_node_run()
+    assert "data/06_models/absent_plm (captioning.plm.model_id)" in caplog.text
+    assert "Ray cluster's workers must have them" in caplog.text
 
 
 @pytest.mark.slow

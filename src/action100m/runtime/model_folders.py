@@ -5,14 +5,22 @@ A ``model_id`` that names a folder (``data/06_models/perception_lm``, ``/models/
 id and fail, minutes later, with a validation error about its characters.
 ``ModelFolderHook`` stops the run as it starts instead, naming the folder, the
 parameter and the command that builds or fetches it.
+
+With ``executor.kind: ray`` and an ``executor.ray.address`` (a cluster this
+machine joins), the models load on the cluster's nodes, whose disks this machine
+cannot see: a folder missing here is then a warning, and a worker that lacks it
+fails its videos.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
+
+logger = logging.getLogger(__name__)
 
 DEMO_MODELS = "data/06_models"
 # Node -> (parameter path, backends that load weights from model_id).
@@ -76,6 +84,14 @@ def missing_model_folders(
     return missing
 
 
+def loads_elsewhere(params: dict[str, Any]) -> bool:
+    """Whether the models load on a Ray cluster's nodes rather than here."""
+    executor = _section(params, "executor")
+    return executor.get("kind") == "ray" and bool(
+        _section(params, "executor.ray").get("address")
+    )
+
+
 def explain(missing: list[tuple[str, str]]) -> str:
     """What is missing and the command that makes it."""
     lines = []
@@ -120,5 +136,12 @@ class ModelFolderHook:
         nodes, self._nodes = self._nodes, None
         if nodes:
             missing = missing_model_folders(self._params, nodes)
-            if missing:
+            if missing and loads_elsewhere(self._params):
+                folders = ", ".join(f"{f} ({p})" for p, f in missing)
+                logger.warning(
+                    "model folders not on this machine: %s; the Ray cluster's "
+                    "workers must have them",
+                    folders,
+                )
+            elif missing:
                 raise MissingModelError(explain(missing))
