@@ -9,7 +9,7 @@ parameter and the command that builds or fetches it.
 With ``executor.kind: ray`` and an ``executor.ray.address`` (a cluster this
 machine joins), the models load on the cluster's nodes, whose disks this machine
 cannot see: a folder missing here is then a warning, and a worker that lacks it
-fails its videos.
+stops the run with the loader's own error when it loads the model.
 """
 
 from __future__ import annotations
