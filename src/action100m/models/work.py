@@ -116,8 +116,12 @@ def collecting_work(
 
     The mapping is changed in place, so that it keeps its type (the scheduler's
     :class:`~action100m.runtime.executor.VideoWork`, which the save asks what to run).
+    A video missing from ``video_manifest`` (or without a duration) adds no video
+    time; the run's video hours then stand in for its role.
     """
-    durations = {v["video_uid"]: float(v["duration"]) for v in video_manifest}
+    durations = {
+        v["video_uid"]: float(v.get("duration") or 0.0) for v in video_manifest
+    }
     for uid, run in list(results.items()):
         results[uid] = lambda uid=uid, run=run: collect_work(
             run(), durations.get(uid, 0.0)
