@@ -2,9 +2,10 @@
 
 ``<output_dir>/index.html`` is one self-contained page (no network, no files
 beside it but the ones it links). It sits above ``viewer/`` so that no video's
-page can take its name (a video called ``index`` has ``viewer/index.html``). Its tables sort by any column (click a
-heading, again to reverse; ``index.html#sort=duration`` or ``#sort=-nodes``
-opens sorted), and, like the per-video viewer, it inserts every text as text.
+page can take its name (a video called ``index`` has ``viewer/index.html``).
+Its tables sort by any column (click a heading, again to reverse;
+``index.html#sort=duration`` or ``#sort=-nodes`` opens sorted), and, like the
+per-video viewer, it inserts every text as text.
 """
 
 from __future__ import annotations
