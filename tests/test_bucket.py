@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.openai_server import FakeOpenAIServer
-from tests.test_run import ROOT, kedro_run, run_env
+from tests.test_run import ROOT, kedro_run, mlflow_runs, run_env
 
 KEY, SECRET, BUCKET = "AKIATESTKEY", "test-secret", "private-videos"
 
@@ -178,12 +178,8 @@ def test_run_reads_videos_and_sidecars_from_a_private_bucket(
 
     # The MLflow runs got the same figures, with step = videos done (every 10 s
     # at most, and at the end).
-    from mlflow import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    for run in client.search_runs(
-        [client.get_experiment_by_name("action100m").experiment_id]
-    ):
+    client, runs = mlflow_runs(tmp_path)
+    for run in runs:
         history = client.get_metric_history(
             run.info.run_id, "progress.captioning.videos_done"
         )

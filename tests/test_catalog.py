@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from kedro.config import OmegaConfigLoader
-from kedro.framework.project import find_pipelines
+from kedro.framework.project import configure_project, find_pipelines
 from kedro.io import DataCatalog
 
 from action100m import settings
@@ -17,22 +17,22 @@ PACKAGE = "action100m"
 
 
 @pytest.fixture(scope="module")
-def catalog(tmp_path_factory) -> DataCatalog:
-    out = tmp_path_factory.mktemp("out")
+def out(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("out")
+
+
+@pytest.fixture(scope="module")
+def catalog(out) -> DataCatalog:
     loader = OmegaConfigLoader(
         conf_source=str(ROOT / "conf"),
         runtime_params={"output_dir": str(out), "videos_dir": str(out / "videos")},
         **settings.CONFIG_LOADER_ARGS,
     )
-    catalog = DataCatalog.from_config(loader["catalog"], loader["credentials"])
-    catalog.out = out  # type: ignore[attr-defined]
-    return catalog
+    return DataCatalog.from_config(loader["catalog"], loader["credentials"])
 
 
 @pytest.fixture(scope="module")
 def pipelines():
-    from kedro.framework.project import configure_project
-
     configure_project(PACKAGE)
     return find_pipelines(raise_errors=True)
 
@@ -74,8 +74,9 @@ def test_a_name_from_a_factory_is_always_written_by_some_node(catalog, pipelines
     assert from_factory <= produced_names(pipelines)
 
 
-def test_intermediates_resolve_to_one_folder_per_name_under_the_output_dir(catalog):
-    out = catalog.out
+def test_intermediates_resolve_to_one_folder_per_name_under_the_output_dir(
+    catalog, out
+):
     for name, fmt in [
         ("intermediate_segment_trees", "json"),
         ("intermediate_captions", "json"),

@@ -13,7 +13,7 @@ from action100m.runtime.model_folders import (
     missing_model_folders,
     names_a_folder,
 )
-from tests.test_run import kedro_run
+from tests.test_run import kedro_run, mlflow_runs
 
 DEMO_PARAMS = {
     "segmentation": {"embedder": {"backend": "color_histogram", "model_id": None}},
@@ -90,10 +90,5 @@ def test_run_names_the_folder_and_the_command_before_touching_a_video(
     assert "action100m tiny-models --out data/06_models" in said
     assert "Repo id" not in said and "HFValidationError" not in said
     assert not out.exists()  # no video was probed, nothing was written
-    from mlflow import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    (failed,) = client.search_runs(
-        [client.get_experiment_by_name("action100m").experiment_id]
-    )
+    _, (failed,) = mlflow_runs(tmp_path)
     assert failed.info.status == "FAILED"

@@ -36,6 +36,19 @@ def run_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
+def mlflow_runs(tmp_path: Path):
+    """The MLflow client of a test's store (see :func:`run_env`) and its
+    ``action100m`` runs, oldest first."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("action100m").experiment_id],
+        order_by=["attributes.start_time ASC"],
+    )
+    return client, runs
+
+
 def project_files() -> set[Path]:
     """Files of the project folder that a run could leave behind."""
     return {
@@ -116,13 +129,7 @@ def demo_run(tmp_path_factory, cut_videos, tiny_models) -> DemoRun:
 
 
 def _mlflow_run(demo: DemoRun):
-    from mlflow import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{demo.tmp / 'mlflow.db'}")
-    runs = client.search_runs(
-        [client.get_experiment_by_name("action100m").experiment_id],
-        order_by=["attributes.start_time ASC"],
-    )
+    client, runs = mlflow_runs(demo.tmp)
     return client, runs[0]
 
 
@@ -342,12 +349,7 @@ def test_stages_rerun_alone_and_bad_params_fail_before_work(
     assert failed.returncode != 0
     assert str(missing) in failed.stdout + failed.stderr
     assert not (out / "intermediate" / "captions").exists()
-    from mlflow import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    runs = client.search_runs(
-        [client.get_experiment_by_name("action100m").experiment_id]
-    )
+    _, runs = mlflow_runs(tmp_path)
     states = {r.info.run_name: r.info.status for r in runs}
     assert states == {
         "ingest@demo": "FINISHED",
@@ -487,12 +489,7 @@ def test_ray_executor_survives_a_killed_worker_and_equals_local(tmp_path, two_vi
     errors = out / "errors.jsonl"
     assert not errors.exists() or errors.read_text().strip() == ""
     # What the models did inside the actors reaches the run's metrics.
-    from mlflow import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    (run,) = client.search_runs(
-        [client.get_experiment_by_name("action100m").experiment_id]
-    )
+    _, (run,) = mlflow_runs(tmp_path)
     for role in ("embedder", "plm", "llama", "llm"):
         assert run.data.metrics[f"work.{role}.calls"] > 0, role
 

@@ -9,16 +9,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.pipelines.ingest.test_nodes import hostile_folder
-from tests.test_run import kedro_run
+from tests.test_run import kedro_run, mlflow_runs
 
 
 def _metrics(tmp_path, run_name: str) -> list[dict[str, float]]:
     """The metrics of every MLflow run with this name, oldest first."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("action100m").experiment_id
-    runs = client.search_runs([experiment], order_by=["attributes.start_time ASC"])
+    _, runs = mlflow_runs(tmp_path)
     return [r.data.metrics for r in runs if r.info.run_name == run_name]
 
 

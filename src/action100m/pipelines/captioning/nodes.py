@@ -257,7 +257,9 @@ class CaptioningWorker(StageWorker):
         self.plm.teardown()
         self.llama.teardown()
 
-    def submit(self, payload: tuple[dict[str, Any], dict[str, Any], VideoSource]):
+    def submit(
+        self, payload: tuple[dict[str, Any], dict[str, Any], VideoSource]
+    ) -> Future:
         """Start captioning one video; returns its future."""
         self._setup()
         if self.pool is None:
