@@ -6,17 +6,20 @@ bf16, no download), writes a synthetic video and a segment tree with the
 release sample's density (84.3 nodes and 42.3 leaves per minute), and runs both
 stages through the pipeline's own code (``embed_video``, ``caption_video``)
 twice: with every optimisation switched off (no prefetching, a prompt per
-question, batches in arrival order, batch 8) and on (the defaults). Every
+question, static batches of 8 in arrival order through ``generate``) and on (the
+defaults: the continuous-batching engine, one prefix per node). Every
 answer's length is forced (a logits processor ends each row at its own length)
 to a draw from the release's word counts of ``plm_caption``, ``plm_action`` and
 ``llama3_caption`` (1.3 tokens per word, at most ``--max-new-tokens``); a draw
 depends only on the request's frames and prompt, so both runs write the same
 lengths.
 
-Prints GPU-seconds per video-minute per model, H100-hours per video-hour per
-stage (the card's hours, named in the report), the ratio new/old and the work
-counters; exits 1 if any request failed. ``--tiny`` runs the same code on CPU
-with the tiny models (random weights, tiny configs).
+Prints GPU-seconds per video-minute per model, GPU-hours per video-hour per
+stage (on the card named in the report), the ratio new/old, the work counters
+with each captioner's slot occupancy (tokens made per paid row-step); exits 1 if any request
+failed. ``--old-seconds`` runs the old settings on a shorter video of the same
+density (they are slow: a 60 s video takes minutes of GPU time). ``--tiny``
+runs the same code on CPU with the tiny models (random weights, tiny configs).
 
     PYTHONPATH=src python -m benchmarks.gpu_cost [--seconds 60] [--out FILE.json]
     PYTHONPATH=src python -m benchmarks.gpu_cost --tiny
@@ -41,6 +44,7 @@ from action100m.core.params import CaptioningParams, EmbedderParams, Segmentatio
 from action100m.core.tree import Node, SegmentTree, make_node_id
 from action100m.models.captioners import CaptionRequest, TransformersCaptioner
 from action100m.models.embedders import VJEPA2Embedder
+from action100m.models.work import slot_occupancy
 from action100m.pipelines.captioning.nodes import caption_video
 from action100m.pipelines.segmentation.nodes import embed_video
 
@@ -56,8 +60,10 @@ RELEASE_WORDS = {
                        183, 192, 201, 211, 222, 236, 259, 433],
 }  # fmt: skip
 # Every optimisation off (the code before them), and the defaults.
-OLD = {"prefetch": 0, "share": False, "by_prompt": False, "plm": 8, "llama": 8}
-NEW = {"prefetch": 2, "share": True, "by_prompt": True, "plm": 16, "llama": 16}
+OLD = {"prefetch": 0, "share": False, "by_prompt": False, "plm": 8, "llama": 8,
+       "engine": "static"}  # fmt: skip
+NEW = {"prefetch": 2, "share": True, "by_prompt": True, "plm": 64, "llama": 64,
+       "engine": "continuous"}  # fmt: skip
 
 
 def release_words(path: str | None) -> dict[str, list[float]]:
@@ -124,7 +130,21 @@ class BenchCaptioner(TransformersCaptioner):
             "logits_processor": [ForcedLengths(targets, eos)]
         }
 
+    def question_limits(self, request):
+        target = forced_length(
+            request, self.fields[request.prompt], self.words, self.max_new_tokens
+        )
+        return {
+            "max_new_tokens": self.max_new_tokens,
+            "min_new_tokens": target,
+            "stop_at": target,
+        }
+
     def __call__(self, batch):
+        if self.streams:
+            results = super().__call__(batch)
+            self.failed += sum(not isinstance(r, str) for r in results)
+            return results
         sync(self.device)
         start = time.perf_counter()
         results = super().__call__(batch)
@@ -311,6 +331,8 @@ def run(setting: dict, models: dict, video, tree, max_new_tokens: int) -> dict:
     plm.share_video_prefix = setting["share"]
     llama.cache_implementation = setting.get("llama_cache")
     for model in (plm, llama):
+        model.teardown_engine()
+        model.engine = setting["engine"]
         model.batch_size, model.batch_by_prompt = (
             setting[model.role],
             setting["by_prompt"],
@@ -324,11 +346,18 @@ def run(setting: dict, models: dict, video, tree, max_new_tokens: int) -> dict:
     report["stage2_seconds"] = time.perf_counter() - start
     say(f"stage 2: {report['stage2_seconds']:.1f} s")
     for name, model in (("plm", plm), ("llama", llama)):
+        engine = model._engine
         report[name] = {
-            "seconds": model.seconds,
+            "seconds": engine.busy_s if engine is not None else model.seconds,
             "failed": model.failed,
+            "slots": engine.slots if engine is not None else setting[name],
+            "decoding": engine.graph_mode if engine is not None else "generate",
             **result["work"][name],
+            "slot_occupancy": slot_occupancy(result["work"][name])
+            if result["work"][name]["slot_steps"]
+            else None,
         }
+        model.teardown_engine()
     report["failed_requests"] = plm.failed + llama.failed + len(result["errors"])
     report["captions"] = result["captions"]
     if device == "cuda":
@@ -347,22 +376,29 @@ def fastest(best: dict | None, report: dict) -> dict:
     return report
 
 
-def summarise(old: dict, new: dict, minutes: float, tree: SegmentTree) -> dict:
-    """GPU-seconds per video-minute, GPU-hours per video-hour, new/old."""
+def summarise(old: dict, new: dict, old_tree: SegmentTree, tree: SegmentTree) -> dict:
+    """GPU-seconds per video-minute, GPU-hours per video-hour, new/old.
+
+    ``old`` ran on ``old_tree``'s video, ``new`` on ``tree``'s (the same density).
+    """
+    was_min = old_tree.nodes[0].end / 60
+    now_min = tree.nodes[0].end / 60
     rows: dict[str, Any] = {}
     for name in ("embedder", "plm", "llama"):
+        was, now = old[name]["seconds"] / was_min, new[name]["seconds"] / now_min
         rows[name] = {
-            "old_gpu_s_per_video_minute": old[name]["seconds"] / minutes,
-            "new_gpu_s_per_video_minute": new[name]["seconds"] / minutes,
-            "new_over_old": new[name]["seconds"] / old[name]["seconds"],
+            "old_gpu_s_per_video_minute": was,
+            "new_gpu_s_per_video_minute": now,
+            "new_over_old": now / was,
         }
     for name, per, count in (
-        ("plm", "node", len(tree.nodes)),
-        ("llama", "leaf", len(tree.leaves())),
+        ("plm", "node", lambda t: len(t.nodes)),
+        ("llama", "leaf", lambda t: len(t.leaves())),
     ):
-        for label, report in (("old", old), ("new", new)):
-            tokens = report[name]["prompt_tokens"] / count
+        for label, report, t in (("old", old, old_tree), ("new", new, tree)):
+            tokens = report[name]["prompt_tokens"] / count(t)
             rows[name][f"{label}_prompt_tokens_per_{per}"] = tokens
+            rows[name][f"{label}_slot_occupancy"] = report[name]["slot_occupancy"]
     stages = {
         "stage1": (old["embedder"]["seconds"], new["embedder"]["seconds"]),
         "stage2": (old["stage2_seconds"], new["stage2_seconds"]),
@@ -370,13 +406,17 @@ def summarise(old: dict, new: dict, minutes: float, tree: SegmentTree) -> dict:
     stages["stages_1_2"] = tuple(sum(pair) for pair in zip(*stages.values()))
     for stage, (was, now) in stages.items():
         rows[stage] = {
-            "old_gpu_hours_per_video_hour": was / 60 / minutes,
-            "new_gpu_hours_per_video_hour": now / 60 / minutes,
-            "new_over_old": now / was,
+            "old_gpu_hours_per_video_hour": was / 60 / was_min,
+            "new_gpu_hours_per_video_hour": now / 60 / now_min,
+            "new_over_old": (now / now_min) / (was / was_min),
         }
-    same = sum(old["captions"][n] == new["captions"][n] for n in old["captions"])
-    rows["same_captions"] = f"{same}/{len(old['captions'])} nodes"
     return rows
+
+
+def same_captions(old: dict, new: dict) -> str:
+    """Nodes whose three captions are equal in both runs of one video."""
+    same = sum(old["captions"][n] == new["captions"][n] for n in old["captions"])
+    return f"{same}/{len(old['captions'])} nodes"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -391,41 +431,67 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="new run: Llama with a static KV cache (compilation time included)",
     )
+    parser.add_argument(
+        "--old-seconds",
+        type=float,
+        default=None,
+        help="old settings on a video this long (default: --seconds)",
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     new = NEW | {"llama_cache": "static" if args.llama_static_cache else None}
+    if args.tiny:  # CPU: fewer slots than a minute's nodes, so requests wait
+        new |= {"plm": 16, "llama": 16}
     args.repeats = args.repeats or (2 if args.tiny else 1)
     args.seconds = args.seconds or (8.0 if args.tiny else 60.0)
-    args.max_new_tokens = args.max_new_tokens or (24 if args.tiny else 1024)
+    args.max_new_tokens = args.max_new_tokens or 1024
+    args.old_seconds = min(args.old_seconds or args.seconds, args.seconds)
     device = "cpu" if args.tiny else "cuda"
     words = release_words(args.release_sample)
     folder = tempfile.mkdtemp(prefix="gpu_cost_")
     start = time.perf_counter()
     models = load_models(args.tiny, folder, words, args.max_new_tokens)
-    path = synthetic_video(os.path.join(folder, "video.mp4"), args.seconds)
-    tree = synthetic_tree("synthetic", args.seconds)
-    video = {"video_uid": "synthetic", "path": path, "duration": args.seconds,
-             "width": 640, "height": 360, "metadata": {}}  # fmt: skip
+    videos = {}
+    for seconds in sorted({args.seconds, args.old_seconds}):
+        path = synthetic_video(os.path.join(folder, f"video{seconds:g}.mp4"), seconds)
+        videos[seconds] = (
+            {"video_uid": "synthetic", "path": path, "duration": seconds,
+             "width": 640, "height": 360, "metadata": {}},
+            synthetic_tree("synthetic", seconds),
+        )  # fmt: skip
     setup_s = time.perf_counter() - start
+    plan = [("old", OLD, args.old_seconds), ("new", new, args.seconds)]
+    if args.old_seconds != args.seconds:  # the captions compared on one video
+        plan.append(("new_short", new, args.old_seconds))
     reports: dict[str, dict] = {}
     for _ in range(args.repeats):  # alternating; each measure keeps its best
-        for name, setting in (("old", OLD), ("new", new)):
-            say(f"{name} settings: {len(tree.nodes)} nodes, {args.seconds:g} s video")
+        for name, setting, seconds in plan:
+            video, tree = videos[seconds]
+            say(f"{name} settings: {len(tree.nodes)} nodes, {seconds:g} s video")
             report = run(setting, models, video, tree, args.max_new_tokens)
             reports[name] = fastest(reports.get(name), report)
-    minutes = args.seconds / 60
+    tree, old_tree = videos[args.seconds][1], videos[args.old_seconds][1]
+    compared = reports.get("new_short", reports["new"])
+    counters = ("calls", "frames", "prompt_tokens", "generated_tokens",
+                "decode_steps", "slot_steps", "busy_tokens", "drain_steps",
+                "prefill_tokens", "vision_frames")  # fmt: skip
     summary = {
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "video_seconds": args.seconds,
+        "old_video_seconds": args.old_seconds,
+        "max_new_tokens": args.max_new_tokens,
         "repeats": args.repeats,
         "nodes": len(tree.nodes),
         "leaves": len(tree.leaves()),
         "setup_s": setup_s,
         "settings": {"old": OLD, "new": new},
-        **summarise(reports["old"], reports["new"], minutes, tree),
+        **summarise(reports["old"], reports["new"], old_tree, tree),
+        "same_captions": same_captions(reports["old"], compared),
+        "engine": {m: {"slots": reports["new"][m]["slots"],
+                       "decoding": reports["new"][m]["decoding"]}
+                   for m in ("plm", "llama")},
         "failed_requests": {k: r["failed_requests"] for k, r in reports.items()},
-        "work": {k: {m: {c: r[m][c] for c in ("calls", "frames", "prompt_tokens",
-                                               "generated_tokens")}
+        "work": {k: {m: {c: r[m][c] for c in counters if c in r[m]}
                      for m in ("embedder", "plm", "llama")}
                  for k, r in reports.items()},
         "total_s": time.perf_counter() - start,

@@ -65,6 +65,10 @@ class CaptionerParams(_Params):
     cache_implementation: Literal["static"] | None = None
     # Batch equal prompts together, shortest first (false: arrival order).
     batch_by_prompt: bool = True
+    # transformers backend: continuous (decoding slots refilled as answers end,
+    # across nodes and videos) or static (batches that wait for their longest
+    # answer; the earlier path)
+    engine: Literal["continuous", "static"] = "continuous"
     # openai backend
     base_url: str = "http://localhost:8000/v1"
     api_key_env: str = "OPENAI_API_KEY"
@@ -104,16 +108,17 @@ class CaptioningParams(_Params):
 
     @model_validator(mode="after")
     def _in_flight_needs_served_models(self) -> CaptioningParams:
-        local = [
+        static = [
             role
             for role, model in (("plm", self.plm), ("llama", self.llama))
-            if model.backend != "openai"
+            if model.backend != "openai" and model.engine == "static"
         ]
-        if self.videos_in_flight > 1 and local:
+        if self.videos_in_flight > 1 and static:
             raise ValueError(
-                f"videos_in_flight={self.videos_in_flight} needs both captioners "
-                f"served (backend: openai); {', '.join(local)} runs in-process and "
-                "captions one video at a time: set videos_in_flight to 1"
+                f"videos_in_flight={self.videos_in_flight} needs captioners that "
+                f"take requests from several videos (backend: openai, or engine: "
+                f"continuous); {', '.join(static)} runs static batches one video "
+                "at a time: set videos_in_flight to 1"
             )
         return self
 

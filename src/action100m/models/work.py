@@ -3,9 +3,15 @@
 Every model wrapper (embedder, captioner, chat client) holds a
 :class:`WorkCounter` and adds to it per call: ``calls``, ``frames`` (decoded
 frames it consumed), ``prompt_tokens`` (vision and text) and
-``generated_tokens``. Stage workers hand each video's counts back with its
-result (so Ray actors report too) and the driver sums them here;
-``tracking.py`` logs the totals to MLflow as ``work.<role>.<counter>`` and
+``generated_tokens``; a generating model also counts its decoding work:
+``decode_steps`` (decoder forward calls that make one token per row),
+``slot_steps`` (rows times decoding steps, counted while requests wait: a static
+batch counts every row of every step, finished rows included), ``busy_tokens``
+(tokens those steps made), ``drain_steps`` (steps with nothing left to admit),
+``prefill_tokens`` and ``vision_frames``. ``slot_occupancy`` is
+``busy_tokens / slot_steps``: the share of paid row-steps that made a token.
+Stage workers hand each video's counts back with its result (so Ray actors
+report too) and the driver sums them here; ``tracking.py`` logs the totals to MLflow as ``work.<role>.<counter>`` and
 ``work.<role>.<counter>_per_video_hour``.
 """
 
@@ -16,7 +22,18 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-COUNTERS = ("calls", "frames", "prompt_tokens", "generated_tokens")
+COUNTERS = (
+    "calls",
+    "frames",
+    "prompt_tokens",
+    "generated_tokens",
+    "decode_steps",
+    "slot_steps",
+    "busy_tokens",
+    "drain_steps",
+    "prefill_tokens",
+    "vision_frames",
+)
 ROLES = ("embedder", "plm", "llama", "llm")
 # Videos in flight add to one model's counter from several threads, and each
 # takes its share: adding and taking are atomic (one lock for every counter
@@ -32,19 +49,18 @@ class WorkCounter:
     frames: int = 0
     prompt_tokens: int = 0
     generated_tokens: int = 0
+    decode_steps: int = 0
+    slot_steps: int = 0
+    busy_tokens: int = 0
+    drain_steps: int = 0
+    prefill_tokens: int = 0
+    vision_frames: int = 0
 
-    def add(
-        self,
-        calls: int = 0,
-        frames: int = 0,
-        prompt_tokens: int = 0,
-        generated_tokens: int = 0,
-    ) -> None:
+    def add(self, **counts: int) -> None:
+        """Add to the named counters (``calls=1, prompt_tokens=812``)."""
         with _LOCK:
-            self.calls += int(calls)
-            self.frames += int(frames)
-            self.prompt_tokens += int(prompt_tokens)
-            self.generated_tokens += int(generated_tokens)
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + int(value))
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -62,7 +78,8 @@ class WorkCounter:
         videos in flight the shares may mix, the totals are exact)."""
         with _LOCK:
             counts = self.as_dict()
-            self.calls = self.frames = self.prompt_tokens = self.generated_tokens = 0
+            for name in counts:
+                setattr(self, name, 0)
         return counts
 
 
@@ -90,11 +107,20 @@ class RunWork:
         found: dict[str, float] = {}
         for role, counter in self.totals.items():
             hours = self.video_s.get(role, 0.0) / 3600 or video_hours
-            for name, value in counter.as_dict().items():
+            counts = counter.as_dict()
+            for name, value in counts.items():
                 found[f"work.{role}.{name}"] = float(value)
                 if hours:
                     found[f"work.{role}.{name}_per_video_hour"] = value / hours
+            if counts["slot_steps"]:
+                found[f"work.{role}.slot_occupancy"] = slot_occupancy(counts)
         return found
+
+
+def slot_occupancy(counts: dict[str, int]) -> float:
+    """Tokens made per paid row-step while requests waited (0 when none was paid)."""
+    steps = counts.get("slot_steps", 0)
+    return counts.get("busy_tokens", 0) / steps if steps else 0.0
 
 
 #: The totals of the current ``kedro run`` in this (driver) process.

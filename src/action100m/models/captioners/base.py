@@ -59,6 +59,10 @@ class Captioner(StageModel, ABC):
         future.set_result(self([request])[0])
         return future
 
+    def submit_many(self, batch: list[CaptionRequest]) -> list[Future]:
+        """Several requests at once (a clip's questions together); in order."""
+        return [self.submit(request) for request in batch]
+
     @abstractmethod
     def __call__(self, batch: list[CaptionRequest]) -> list[str | CaptionFailure]:
         """One text (or failure) per request, in order."""

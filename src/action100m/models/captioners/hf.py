@@ -5,11 +5,20 @@ template: PerceptionLM (``PerceptionLMForConditionalGeneration``) on video clips
 and Llama-3.2-Vision (``MllamaForConditionalGeneration``) on single frames.
 Batches are left-padded and generated together; bf16 on GPU.
 
-With ``share_video_prefix`` the requests of one clip (same ``clip_id``: the
-caption and the action question of a node) share one vision pass and one
-prefill of the video: the prompt up to the video is run once, its KV cache is
-copied, and each question continues from it. Greedy outputs equal those of
-separate prompts.
+Two ways to generate (``engine``):
+
+- ``continuous`` (default): a :class:`~action100m.models.captioners.engine.SlotEngine`
+  in a background thread keeps ``batch_size`` decoding rows busy; a row that ends
+  is refilled at once with the next request, across nodes and videos in flight
+  (the captioner *streams*: ``submit`` returns a future). A clip's questions
+  (same ``clip_id``) share one vision pass and one prefill of the prompt up to the
+  video, in one row: the next question continues from the prefix once the
+  previous answer ends, so the prompt is held once.
+- ``static``: batches left-padded and run through ``generate`` until their
+  longest answer ends (the earlier path, kept as the benchmarks' baseline). With
+  ``share_video_prefix`` the prefix's KV cache is copied for each question.
+
+Greedy outputs equal those of separate prompts either way.
 """
 
 from __future__ import annotations
@@ -26,6 +35,9 @@ from action100m.models.captioners.batching import Unit, make_units, run_batches
 
 logger = logging.getLogger(__name__)
 MEMORY_HEADROOM = 0.7  # share of free GPU memory a batch may plan to use
+# Share of the free GPU memory one engine's slots may take: the two captioners
+# of a worker share one GPU.
+ENGINE_MEMORY_SHARE = 0.45
 
 
 def rows_that_fit(
@@ -73,6 +85,8 @@ class TransformersCaptioner(Captioner):
             fixed-size cache that transformers compiles the decoding step for).
         batch_by_prompt: Batch requests with equal prompts together, shortest
             prompts first (False: in the order given, prompts mixed).
+        engine: ``continuous`` (slot refill) or ``static`` (batches through
+            ``generate``).
     """
 
     loaded = ("model", "processor")
@@ -91,8 +105,14 @@ class TransformersCaptioner(Captioner):
         share_video_prefix: bool = False,
         cache_implementation: str | None = None,
         batch_by_prompt: bool = True,
+        engine: str = "continuous",
     ) -> None:
         super().__init__()
+        self.engine = engine
+        self._engine = None  # the SlotEngine, made at the first request
+        import threading
+
+        self._engine_lock = threading.Lock()
         self.model_id = model_id
         self.revision = revision
         self.device = device
@@ -124,6 +144,10 @@ class TransformersCaptioner(Captioner):
         )
         self.model.to(self.device).eval()
         self.attach(self.model, self.processor, self._torch_dtype)
+
+    @property
+    def streams(self) -> bool:  # type: ignore[override]
+        return self.engine == "continuous"
 
     def attach(self, model, processor, torch_dtype) -> None:
         """Use an already built model and processor (benchmarks, random weights)."""
@@ -193,7 +217,15 @@ class TransformersCaptioner(Captioner):
     def _decode(self, output, prompt_length: int) -> list[str]:
         new_tokens = output[:, prompt_length:]
         pad = self.processor.tokenizer.pad_token_id
-        self.work.add(generated_tokens=int((new_tokens != pad).sum()))
+        made = int((new_tokens != pad).sum())
+        rows, columns = new_tokens.shape
+        steps = max(0, columns - 1)  # the first token comes from the prefill
+        self.work.add(
+            generated_tokens=made,
+            decode_steps=steps,
+            slot_steps=rows * steps,
+            busy_tokens=max(0, made - rows),
+        )
         decoded = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
         return [text.strip() for text in decoded]
 
@@ -206,10 +238,13 @@ class TransformersCaptioner(Captioner):
             inputs
         )
         self._tokens_per_unit = prompt_tokens // len(chunk)
+        frames = sum(len(r.frames) if r.kind == "video" else 1 for r in chunk)
         self.work.add(
             calls=1,
-            frames=sum(len(r.frames) if r.kind == "video" else 1 for r in chunk),
+            frames=frames,
             prompt_tokens=prompt_tokens,
+            prefill_tokens=inputs["input_ids"].numel(),
+            vision_frames=frames,
         )
         torch.manual_seed(self.seed)
         with torch.inference_mode():
@@ -236,10 +271,13 @@ class TransformersCaptioner(Captioner):
         inputs = self.encode(prefixes, [u.requests[0] for u in units])
         mask = inputs["attention_mask"]
         positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        frames = sum(len(u.requests[0].frames) for u in units)
         self.work.add(
             calls=1,
-            frames=sum(len(u.requests[0].frames) for u in units),
+            frames=frames,
             prompt_tokens=int(mask.sum()),
+            prefill_tokens=mask.numel(),
+            vision_frames=frames,
         )
         with torch.inference_mode():
             prefill = self.model(
@@ -263,7 +301,11 @@ class TransformersCaptioner(Captioner):
             branch = cache if p == n_prompts - 1 else copy.deepcopy(cache)
             suffix_tokens = int(suffix["attention_mask"].sum())
             self._tokens_per_unit = int(full_mask.sum()) // len(units)
-            self.work.add(calls=1, prompt_tokens=suffix_tokens)
+            self.work.add(
+                calls=1,
+                prompt_tokens=suffix_tokens,
+                prefill_tokens=suffix["input_ids"].numel(),
+            )
             settings = self._settings([u.requests[p] for u in units])
             settings.pop("cache_implementation", None)  # the prefix's cache is given
             torch.manual_seed(self.seed)
@@ -313,7 +355,142 @@ class TransformersCaptioner(Captioner):
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
+    # -- continuous batching ---------------------------------------------------
+
+    def question_limits(self, request: CaptionRequest) -> dict[str, Any]:
+        """An answer's limits (``max_new_tokens``, ``min_new_tokens``, ``stop_at``)."""
+        return {"max_new_tokens": self.max_new_tokens}
+
+    def _jobs(self, batch: list[CaptionRequest]):
+        """Engine jobs for ``batch``: one per clip when sharing, else per request."""
+        from action100m.models.captioners.engine import Job, Question
+
+        token = getattr(self.processor, "video_token", None)
+        share = bool(self.share_video_prefix and token)
+        tokenizer = self.processor.tokenizer
+        for unit in make_units(batch, share, by_prompt=False):
+            rendered = [self._prompt(r) for r in unit.requests]
+            if len(rendered) > 1:
+                prefix = rendered[0][: rendered[0].index(token) + len(token)]
+                if any(not t.startswith(prefix) for t in rendered):
+                    raise ValueError("the prompts of a clip do not share the prefix")
+            else:
+                prefix = rendered[0]
+            first = unit.requests[0]
+            inputs = dict(self.encode([prefix], [first]))
+            suffixes = [t[len(prefix) :] for t in rendered]
+            questions = [
+                Question(
+                    tokenizer(s, add_special_tokens=False)["input_ids"] if s else [],
+                    **self.question_limits(r),
+                )
+                for s, r in zip(suffixes, unit.requests, strict=True)
+            ]
+            frames = len(first.frames) if first.kind == "video" else 1
+            cross = inputs.get("cross_attention_mask")
+            self.work.add(
+                calls=len(questions),
+                frames=frames,
+                prompt_tokens=int(inputs["attention_mask"].sum())
+                + self._vision_tokens(inputs)
+                + sum(len(q.suffix_ids) for q in questions),
+            )
+            job = Job(
+                inputs,
+                questions,
+                frames=frames,
+                cross_mask=None if cross is None else cross[0, -1],
+            )
+            yield unit, job
+
+    def _make_engine(self, job) -> Any:
+        """The slot engine, sized from the first job and the free GPU memory."""
+        from action100m.models.captioners.engine import SlotEngine, kv_bytes_per_row
+
+        config = self.model.generation_config
+        tokenizer = self.processor.tokenizer
+        eos = config.eos_token_id
+        eos = [eos] if isinstance(eos, int) else list(eos or [tokenizer.eos_token_id])
+        pad = config.pad_token_id
+        pad = tokenizer.pad_token_id if pad is None else pad
+        capacity = job.inputs["input_ids"].shape[1] + max(
+            len(q.suffix_ids) + q.max_new_tokens for q in job.questions
+        )
+        capacity = -(-capacity // 256) * 256
+        cross_capacity = 0
+        if job.cross_mask is not None:
+            vision = self.model.config.vision_config
+            patches = (vision.image_size // vision.patch_size) ** 2 + 1
+            tiles = getattr(self.processor.image_processor, "max_image_tiles", None)
+            cross_capacity = patches * (tiles or job.cross_mask.numel())
+        slots = self.batch_size
+        if str(self.device).startswith("cuda"):
+            import torch
+
+            free, _ = torch.cuda.mem_get_info(torch.device(self.device))
+            per_row = kv_bytes_per_row(self.model, capacity, cross_capacity)
+            slots = max(1, min(slots, int(free * ENGINE_MEMORY_SHARE // per_row)))
+        logger.info(
+            "%s: %d decoding slots of %d positions", self.model_id, slots, capacity
+        )
+        engine = SlotEngine(
+            self.model,
+            slots=slots,
+            capacity=capacity,
+            eos_ids=eos,
+            pad_id=pad,
+            suppress_ids=list(config.suppress_tokens or []),
+            work=self.work,
+            decode=lambda ids: self.processor.tokenizer.decode(
+                ids, skip_special_tokens=True
+            ).strip(),
+            cross_capacity=cross_capacity,
+        )
+        return engine
+
+    def submit_many(self, batch: list[CaptionRequest]) -> list[Any]:
+        """Queue ``batch`` with the engine; a future per request, in order."""
+        from concurrent.futures import Future
+
+        if not self.streams:
+            return super().submit_many(batch)
+        futures: list[Any] = [None] * len(batch)
+        try:
+            jobs = list(self._jobs(batch))
+        except Exception as exc:  # noqa: BLE001 - these requests fail, others go on
+            failed: Future = Future()
+            failed.set_result(CaptionFailure(f"{type(exc).__name__}: {exc}"))
+            return [failed] * len(batch)
+        for unit, job in jobs:
+            with self._engine_lock:
+                if self._engine is None:
+                    self._engine = self._make_engine(job)
+            self._engine.submit(job)
+            for index, question in zip(unit.indices, job.questions, strict=True):
+                futures[index] = _as_caption(question.future)
+        return futures
+
+    def submit(self, request: CaptionRequest):
+        return self.submit_many([request])[0]
+
+    def teardown_engine(self) -> None:
+        """Stop the engine and free its slots (the model stays loaded)."""
+        if self._engine is not None:
+            self._engine.stop()
+            self._engine = None
+
+    def teardown(self) -> None:
+        self.teardown_engine()
+        super().teardown()
+
+    @property
+    def engine_slots(self) -> int:
+        """Decoding rows of the engine (0 before its first request)."""
+        return self._engine.slots if self._engine is not None else 0
+
     def __call__(self, batch: list[CaptionRequest]) -> list[str | CaptionFailure]:
+        if self.streams:
+            return [f.result() for f in self.submit_many(batch)]
         share = self.share_video_prefix and getattr(self.processor, "video_token", None)
         return run_batches(
             make_units(batch, bool(share), by_prompt=self.batch_by_prompt),
@@ -339,4 +516,22 @@ class TransformersCaptioner(Captioner):
             "share_video_prefix": self.share_video_prefix,
             "cache_implementation": self.cache_implementation,
             "batch_by_prompt": self.batch_by_prompt,
+            "engine": self.engine,
         }
+
+
+def _as_caption(future):
+    """A future of the answer text, or of a :class:`CaptionFailure` if it raised."""
+    from concurrent.futures import Future
+
+    out: Future = Future()
+
+    def done(f) -> None:
+        exc = f.exception()
+        if exc is None:
+            out.set_result(f.result())
+        else:
+            out.set_result(CaptionFailure(f"{type(exc).__name__}: {exc}"))
+
+    future.add_done_callback(done)
+    return out

@@ -128,8 +128,10 @@ class _VideoCaptions:
             frames = [square_frame(f, size, aspect) for f in frames]
         captioner = self.plm if kind == "plm" else self.llama
         if captioner.streams:  # sent now; the answers are collected in finish
-            for node, field, request in self._requests(kind, [(node_id, frames)]):
-                self.sent.append((node, field, captioner.submit(request)))
+            requests = self._requests(kind, [(node_id, frames)])
+            futures = captioner.submit_many([r for _, _, r in requests])
+            for (node, field, _), future in zip(requests, futures, strict=True):
+                self.sent.append((node, field, future))
             return
         self.pending[kind].append((node_id, frames))
         batch_size = (
@@ -150,9 +152,11 @@ class _VideoCaptions:
         self, kind: str, items: list[tuple[str, list]]
     ) -> list[tuple[str, str, CaptionRequest]]:
         if kind == "plm":
+            # The short action first: an engine then answers the caption from
+            # the same prefix, without holding the prompt twice.
             prompts = (
-                ("plm_caption", self.params.plm.caption_prompt),
                 ("plm_action", self.params.plm.action_prompt),
+                ("plm_caption", self.params.plm.caption_prompt),
             )
             return [
                 (node_id, field, CaptionRequest(frames, prompt, "video", node_id))
