@@ -16,8 +16,8 @@ lengths.
 
 Prints GPU-seconds per video-minute per model, GPU-hours per video-hour per
 stage (on the card named in the report), the ratio new/old, the work counters
-with each captioner's slot occupancy (tokens made per paid row-step); exits 1 if any request
-failed. ``--old-seconds`` runs the old settings on a shorter video of the same
+with each captioner's slot occupancy (tokens made per paid row-step); exits 1 if
+any request failed. ``--old-seconds`` runs the old settings on a shorter video of the same
 density (they are slow: a 60 s video takes minutes of GPU time). ``--tiny``
 runs the same code on CPU with the tiny models (random weights, tiny configs).
 

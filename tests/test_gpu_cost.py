@@ -24,7 +24,9 @@ def test_gpu_cost_tiny_run_shares_the_prefill_with_the_same_captions(tmp_path):
     old, new = report["work"]["old"], report["work"]["new"]
     assert new["plm"]["frames"] * 2 == old["plm"]["frames"]  # one vision pass
     assert new["plm"]["generated_tokens"] == old["plm"]["generated_tokens"] > 0
-    assert new["llama"] == old["llama"]  # the same leaves, the same lengths
+    for counter in ("frames", "prompt_tokens", "generated_tokens"):
+        assert new["llama"][counter] == old["llama"][counter]  # the same lengths
+    assert report["engine"]["plm"]["slots"] == 16  # slots on CPU: the setting
     for stage in ("stage1", "stage2", "stages_1_2"):
         assert report[stage]["old_gpu_hours_per_video_hour"] > 0
         assert report[stage]["new_over_old"] > 0

@@ -10,7 +10,7 @@ from action100m.core.params import EmbedderParams, SegmentationParams
 from action100m.media.prefetch import prefetch
 from action100m.media.video import VideoSource
 from action100m.models.embedders import ColorHistogramEmbedder
-from action100m.models.work import RUN_WORK, WorkCounter, collecting_work
+from action100m.models.work import COUNTERS, RUN_WORK, WorkCounter, collecting_work
 from action100m.pipelines.segmentation.nodes import EmbeddingWorker, embed_video
 
 
@@ -104,10 +104,14 @@ def test_counts_without_video_time_use_the_run_video_hours():
     assert metrics["work.llm.prompt_tokens_per_video_hour"] == 2000
     assert metrics["work.llm.generated_tokens"] == 100
     counter = WorkCounter(calls=3, frames=5)
-    assert counter.take() == {
-        "calls": 3,
-        "frames": 5,
-        "prompt_tokens": 0,
-        "generated_tokens": 0,
-    }
+    assert counter.take() == {name: 0 for name in COUNTERS} | {"calls": 3, "frames": 5}
     assert counter.as_dict()["calls"] == 0
+
+
+def test_slot_occupancy_is_tokens_per_paid_row_step():
+    RUN_WORK.reset()
+    RUN_WORK.record("plm", {"slot_steps": 200, "busy_tokens": 150, "decode_steps": 9})
+    RUN_WORK.record("llama", {"decode_steps": 4, "drain_steps": 4})
+    metrics = RUN_WORK.metrics(video_hours=1.0)
+    assert metrics["work.plm.slot_occupancy"] == 0.75
+    assert "work.llama.slot_occupancy" not in metrics  # nothing waited: no figure

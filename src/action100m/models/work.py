@@ -11,8 +11,8 @@ batch counts every row of every step, finished rows included), ``busy_tokens``
 ``prefill_tokens`` and ``vision_frames``. ``slot_occupancy`` is
 ``busy_tokens / slot_steps``: the share of paid row-steps that made a token.
 Stage workers hand each video's counts back with its result (so Ray actors
-report too) and the driver sums them here; ``tracking.py`` logs the totals to MLflow as ``work.<role>.<counter>`` and
-``work.<role>.<counter>_per_video_hour``.
+report too) and the driver sums them here; ``tracking.py`` logs the totals to
+MLflow as ``work.<role>.<counter>`` and ``work.<role>.<counter>_per_video_hour``.
 """
 
 from __future__ import annotations

@@ -236,7 +236,11 @@ class _SmallMemory(TransformersCaptioner):
 
 def test_out_of_memory_halves_the_batch_and_keeps_it_small(tiny_models):
     captioner = _SmallMemory(
-        str(tiny_models["mllama"]), device="cpu", batch_size=8, max_new_tokens=4
+        str(tiny_models["mllama"]),
+        device="cpu",
+        batch_size=8,
+        max_new_tokens=4,
+        engine="static",
     )
     captioner.sizes = []
     captioner.ensure_setup()
@@ -287,6 +291,7 @@ def test_static_kv_cache_gives_the_dynamic_cache_greedy_text(tiny_models):
             batch_size=4,
             max_new_tokens=5,
             cache_implementation=cache,
+            engine="static",
         )
         texts[cache] = captioner(requests)
         assert captioner.describe()["cache_implementation"] == cache
@@ -387,7 +392,7 @@ def test_captioners_are_built_from_their_parameters():
         assert unused <= other.constructor_args()
 
 
-def test_videos_in_flight_needs_both_captioners_served():
+def test_videos_in_flight_needs_captioners_that_take_several_videos():
     params = _captioning_params("http://127.0.0.1:9/v1", max_concurrency=4)
     assert (
         CaptioningParams(
@@ -396,8 +401,10 @@ def test_videos_in_flight_needs_both_captioners_served():
         == 4
     )
     mixed = params.model_dump() | {"videos_in_flight": 2}
-    mixed["llama"]["backend"] = "transformers"
-    with pytest.raises(ValueError, match="llama runs in-process"):
+    mixed["llama"]["backend"] = "transformers"  # the engine takes several videos
+    assert CaptioningParams(**mixed).videos_in_flight == 2
+    mixed["llama"]["engine"] = "static"
+    with pytest.raises(ValueError, match="llama runs static batches"):
         CaptioningParams(**mixed)
 
 

@@ -29,6 +29,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -46,6 +47,58 @@ logger = logging.getLogger(__name__)
 DEVICE_TURN = threading.RLock()
 
 
+# -- attention -----------------------------------------------------------------
+
+ATTENTION = "action100m_slots"
+
+
+def slot_attention(module, query, key, value, attention_mask, **kwargs):
+    """Decoding attention that reads each key and value once.
+
+    With a mask, PyTorch's fused attention cannot group query heads on CUDA, so
+    transformers repeats every key and value head for each query head: a copy of
+    the whole cache at every step. One token per row needs no fused kernel: the
+    query heads of a group are multiplied with their shared key head directly.
+    Prefills (several query tokens) go to transformers' SDPA attention.
+    """
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if query.shape[2] != 1:
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, **kwargs
+        )
+    rows, heads, _, dim = query.shape
+    groups = heads // key.shape[1]
+    scaling = kwargs.get("scaling") or dim**-0.5
+    grouped = query.reshape(rows, key.shape[1], groups, dim)
+    scores = torch.matmul(grouped, key.transpose(-1, -2)).float() * scaling
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask, -float("inf"))
+        else:
+            scores = scores + attention_mask
+    weights = torch.softmax(scores, dim=-1).to(value.dtype)
+    out = torch.matmul(weights, value)  # (rows, kv heads, groups, dim)
+    return out.reshape(rows, heads, 1, dim).transpose(1, 2), None
+
+
+def _register_attention() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(ATTENTION, slot_attention)
+    AttentionMaskInterface.register(ATTENTION, sdpa_mask)
+
+
+def buckets(slots: int) -> list[int]:
+    """Row counts a decoding step is prepared for: powers of two, and ``slots``."""
+    sizes, size = [], 1
+    while size < slots:
+        sizes.append(size)
+        size *= 2
+    return [*sizes, slots]
+
+
 # -- the cache ---------------------------------------------------------------
 
 
@@ -58,12 +111,17 @@ class _SlotState:
 
     def __init__(self, write_at: torch.Tensor) -> None:
         self.write_at = write_at
+        self.rows = write_at.shape[0]  # a decoding step covers rows [0, rows)
         self.row: int | None = None
         self.start = 0
 
 
 class SlotLayer(CacheLayerMixin):
-    """One layer's keys and values: ``(slots, heads, capacity, head_dim)``."""
+    """One layer's keys and values: ``(slots, heads, capacity, head_dim)``.
+
+    ``keys`` and ``values`` are the rows a decoding step covers (all of them
+    during a prefill); the buffers themselves are ``buffers``.
+    """
 
     is_compileable = True
     is_sliding = False
@@ -71,12 +129,25 @@ class SlotLayer(CacheLayerMixin):
     def __init__(
         self, state: _SlotState, shape: tuple[int, ...], dtype, device, cross: bool
     ) -> None:
-        super().__init__()
         self.state, self.cross = state, cross
-        self.keys = torch.zeros(shape, dtype=dtype, device=device)
-        self.values = torch.zeros(shape, dtype=dtype, device=device)
-        self.device = self.keys.device
+        super().__init__()
+        self.buffers = (
+            torch.zeros(shape, dtype=dtype, device=device),
+            torch.zeros(shape, dtype=dtype, device=device),
+        )
+        self.device = self.buffers[0].device
         self.is_initialized = True
+
+    def _view(self, index: int):
+        buffers = getattr(self, "buffers", None)
+        if buffers is None:
+            return None
+        if self.state.row is None:
+            return buffers[index][: self.state.rows]
+        return buffers[index]
+
+    keys = property(lambda self: self._view(0), lambda self, value: None)
+    values = property(lambda self: self._view(1), lambda self, value: None)
 
     def lazy_initialization(self, key_states, value_states) -> None:  # allocated
         return None
@@ -84,27 +155,34 @@ class SlotLayer(CacheLayerMixin):
     def update(self, key_states, value_states, *args, **kwargs):
         state = self.state
         if state.row is None:
+            keys, values = self.keys, self.values
             if self.cross:  # decoding never writes image states
-                return self.keys, self.values
-            slots, heads, _, dim = self.keys.shape
-            index = state.write_at.view(slots, 1, 1, 1).expand(slots, heads, 1, dim)
-            self.keys.scatter_(2, index, key_states)
-            self.values.scatter_(2, index, value_states)
-            return self.keys, self.values
+                return keys, values
+            n, heads, _, dim = keys.shape
+            index = state.write_at[:n].view(n, 1, 1, 1).expand(n, heads, 1, dim)
+            keys.scatter_(2, index, key_states)
+            values.scatter_(2, index, value_states)
+            return keys, values
+        keys, values = self.buffers
         row, start = state.row, 0 if self.cross else state.start
         end = start + key_states.shape[2]
-        self.keys[row, :, start:end] = key_states[0]
-        self.values[row, :, start:end] = value_states[0]
-        return self.keys[row : row + 1, :, :end], self.values[row : row + 1, :, :end]
+        keys[row, :, start:end] = key_states[0]
+        values[row, :, start:end] = value_states[0]
+        return keys[row : row + 1, :, :end], values[row : row + 1, :, :end]
+
+    def move(self, source: int, target: int) -> None:
+        """Copy row ``source`` into row ``target``."""
+        for buffer in self.buffers:
+            buffer[target] = buffer[source]
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
-        return self.keys.shape[2], 0
+        return self.buffers[0].shape[2], 0
 
     def get_seq_length(self) -> int:
         return 0
 
     def get_max_length(self) -> int:
-        return self.keys.shape[2]
+        return self.buffers[0].shape[2]
 
 
 class SlotCache(Cache):
@@ -223,7 +301,11 @@ class SlotEngine:
             vision = model.config.vision_config
             self.num_patches = (vision.image_size // vision.patch_size) ** 2 + 1
         self.use_graphs = cuda_graphs and self.device.type == "cuda"
-        self.eager_mask = model.config.get_text_config()._attn_implementation == "eager"
+        self._attention = text._attn_implementation
+        self.eager_mask = self._attention == "eager"
+        if not self.eager_mask:  # decoding reads the cache once (slot_attention)
+            _register_attention()
+            text._attn_implementation_internal = ATTENTION
         self.capacity = 0
         self._allocate(capacity)
         self.rows: list[_Row | None] = [None] * slots
@@ -232,6 +314,7 @@ class SlotEngine:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.busy_s = 0.0  # seconds of device work (prefills and steps)
+        self.bucket_steps: Counter[int] = Counter()  # decoding steps per row count
 
     # -- buffers ------------------------------------------------------------
 
@@ -256,9 +339,10 @@ class SlotEngine:
                 state, (slots, heads, length, dim), self.dtype, device, cross
             )
             if old is not None:
-                kept = old.layers[i].keys.shape[2]
-                layer.keys[:, :, :kept] = old.layers[i].keys
-                layer.values[:, :, :kept] = old.layers[i].values
+                for new_buffer, old_buffer in zip(
+                    layer.buffers, old.layers[i].buffers, strict=True
+                ):
+                    new_buffer[:, :, : old_buffer.shape[2]] = old_buffer
             layers.append(layer)
         self.cache = SlotCache(layers, state)
         self.capacity = capacity
@@ -282,7 +366,7 @@ class SlotEngine:
             out[:, : self.out.shape[1]] = self.out
         self.out = out  # every row's answer so far
         self.positions = torch.arange(capacity, device=device)
-        self._graph = None
+        self._graphs: dict[int, tuple[Any, torch.Tensor]] = {}
         self.graph_mode = "eager"
         if self.use_graphs:
             with DEVICE_TURN:
@@ -290,9 +374,9 @@ class SlotEngine:
 
     # -- the decoding step ---------------------------------------------------
 
-    def _forward_step(self) -> torch.Tensor:
-        """Logits of every row's next token (all rows, idle ones included)."""
-        write_at = self.cache.state.write_at
+    def _forward_step(self, n: int) -> torch.Tensor:
+        """Logits of the next token of rows ``[0, n)`` (idle ones included)."""
+        write_at = self.cache.state.write_at[:n]
         visible = self.positions[None, :] <= write_at[:, None]
         mask = visible[:, None, None, :]
         if self.eager_mask:
@@ -301,9 +385,9 @@ class SlotEngine:
             mask = mask.masked_fill(~visible[:, None, None, :], low)
         extra = {}
         if self.cross_mask is not None:
-            extra["cross_attention_mask"] = self.cross_mask
+            extra["cross_attention_mask"] = self.cross_mask[:n]
         out = self.model(
-            input_ids=self.tokens[:, None],
+            input_ids=self.tokens[:n, None],
             position_ids=write_at[:, None],
             attention_mask=mask,
             cache=self.cache,
@@ -314,31 +398,48 @@ class SlotEngine:
         return out.logits[:, -1]
 
     def _capture(self) -> None:
-        """Record the decoding step once as a CUDA graph (on any error: eager)."""
-        self.cache.state.row = None
+        """Record the decoding step of every bucket as a CUDA graph (on any
+        error: eager steps)."""
+        state = self.cache.state
+        state.row = None
+        graphs: dict[int, tuple[Any, torch.Tensor]] = {}
+        pool = None
         try:
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream), torch.inference_mode():
-                for _ in range(2):
-                    self._forward_step()
-            torch.cuda.current_stream().wait_stream(stream)
-            graph = torch.cuda.CUDAGraph()
-            capture = torch.cuda.graph(graph, capture_error_mode="thread_local")
-            with capture, torch.inference_mode():
-                self._graph_logits = self._forward_step()
-            self._graph = graph
+            for n in sorted(buckets(self.slots), reverse=True):
+                state.rows = n
+                stream = torch.cuda.Stream()
+                stream.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(stream), torch.inference_mode():
+                    for _ in range(2):
+                        self._forward_step(n)
+                torch.cuda.current_stream().wait_stream(stream)
+                graph = torch.cuda.CUDAGraph()
+                capture = torch.cuda.graph(
+                    graph, pool=pool, capture_error_mode="thread_local"
+                )
+                with capture, torch.inference_mode():
+                    logits = self._forward_step(n)
+                pool = graph.pool()
+                graphs[n] = (graph, logits)
+            self._graphs = graphs
             self.graph_mode = "cuda_graph"
         except Exception as exc:  # noqa: BLE001 - eager decoding still works
             logger.warning("decoding step not captured as a CUDA graph: %s", exc)
-            self._graph, self.use_graphs, self.graph_mode = None, False, "eager"
+            self._graphs, self.use_graphs, self.graph_mode = {}, False, "eager"
+        finally:
+            state.rows = self.slots
 
-    def _logits(self) -> torch.Tensor:
-        self.cache.state.row = None
-        if self._graph is not None:
-            self._graph.replay()
-            return self._graph_logits
-        return self._forward_step()
+    def _logits(self, n: int) -> torch.Tensor:
+        state = self.cache.state
+        state.row, state.rows = None, n
+        try:
+            if n in self._graphs:
+                graph, logits = self._graphs[n]
+                graph.replay()
+                return logits
+            return self._forward_step(n)
+        finally:
+            state.rows = self.slots
 
     def _choose(self, logits, steps, min_new, stop_at) -> torch.Tensor:
         """Greedy next tokens under the suppression and length rules."""
@@ -483,6 +584,8 @@ class SlotEngine:
             self._stop = True
             self.jobs.put(None)
             thread.join()
+        text = self.model.config.get_text_config()
+        text._attn_implementation_internal = self._attention
 
     def _fill(self, block: bool) -> None:
         """Admit waiting jobs into free rows (waits for one when all are idle)."""
@@ -522,23 +625,50 @@ class SlotEngine:
                 for slot in busy:
                     self._fail_row(slot, exc)
 
+    def _compact(self) -> None:
+        """Move busy rows down so that the step's bucket is as small as it can be."""
+        busy = [slot for slot, row in enumerate(self.rows) if row is not None]
+        if not busy:
+            return
+        bucket = next(b for b in buckets(self.slots) if b >= len(busy))
+        free = [slot for slot in range(bucket) if self.rows[slot] is None]
+        for source in (slot for slot in busy if slot >= bucket):
+            target = free.pop(0)
+            for layer in self.cache.layers:
+                layer.move(source, target)
+            for tensor in (
+                self.tokens, self.active, self.steps, self.budget, self.min_new,
+                self.stop_at, self.out, self.cache.state.write_at,
+            ):  # fmt: skip
+                tensor[target] = tensor[source]
+            if self.cross_mask is not None:
+                self.cross_mask[target] = self.cross_mask[source]
+            self.active[source] = False
+            self.rows[target], self.rows[source] = self.rows[source], None
+
     def _step(self, waiting: bool) -> None:
         """One token for every busy row; finished answers handed over."""
-        active = self.active.clone()
-        logits = self._logits()
-        chosen = self._choose(logits, self.steps, self.min_new, self.stop_at)
+        if not waiting:
+            self._compact()
+        top = max(slot for slot, row in enumerate(self.rows) if row is not None) + 1
+        n = next(b for b in buckets(self.slots) if b >= top)
+        active = self.active[:n].clone()
+        logits = self._logits(n)
+        steps, out = self.steps[:n], self.out[:n]
+        chosen = self._choose(logits, steps, self.min_new[:n], self.stop_at[:n])
         chosen = torch.where(active, chosen, self.pad_id)
-        column = self.steps.clamp(max=self.out.shape[1] - 1)[:, None]
-        self.out.scatter_(1, column, chosen[:, None])
-        self.tokens.copy_(chosen)
-        self.cache.state.write_at.add_(active.long())
-        self.steps.add_(active.long())
-        ended = active & (torch.isin(chosen, self.eos) | (self.steps >= self.budget))
-        self.active &= ~ended
+        column = steps.clamp(max=out.shape[1] - 1)[:, None]
+        out.scatter_(1, column, chosen[:, None])
+        self.tokens[:n] = chosen
+        self.cache.state.write_at[:n] += active.long()
+        steps += active.long()
+        ended = active & (torch.isin(chosen, self.eos) | (steps >= self.budget[:n]))
+        self.active[:n] &= ~ended
         host = torch.cat([ended.long(), active.sum()[None]]).cpu()
         self.work.add(decode_steps=1)
+        self.bucket_steps[n] += 1
         if waiting:
-            self.work.add(slot_steps=self.slots, busy_tokens=int(host[-1]))
+            self.work.add(slot_steps=n, busy_tokens=int(host[-1]))
         else:
             self.work.add(drain_steps=1)
         for slot in host[:-1].nonzero().flatten().tolist():

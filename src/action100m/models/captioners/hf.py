@@ -362,46 +362,53 @@ class TransformersCaptioner(Captioner):
         return {"max_new_tokens": self.max_new_tokens}
 
     def _jobs(self, batch: list[CaptionRequest]):
-        """Engine jobs for ``batch``: one per clip when sharing, else per request."""
-        from action100m.models.captioners.engine import Job, Question
-
+        """``(unit, job)`` for ``batch``: a job per clip when sharing, else per
+        request; a unit whose prompt cannot be made gets its error instead."""
         token = getattr(self.processor, "video_token", None)
         share = bool(self.share_video_prefix and token)
-        tokenizer = self.processor.tokenizer
         for unit in make_units(batch, share, by_prompt=False):
-            rendered = [self._prompt(r) for r in unit.requests]
-            if len(rendered) > 1:
-                prefix = rendered[0][: rendered[0].index(token) + len(token)]
-                if any(not t.startswith(prefix) for t in rendered):
-                    raise ValueError("the prompts of a clip do not share the prefix")
-            else:
-                prefix = rendered[0]
-            first = unit.requests[0]
-            inputs = dict(self.encode([prefix], [first]))
-            suffixes = [t[len(prefix) :] for t in rendered]
-            questions = [
-                Question(
-                    tokenizer(s, add_special_tokens=False)["input_ids"] if s else [],
-                    **self.question_limits(r),
-                )
-                for s, r in zip(suffixes, unit.requests, strict=True)
-            ]
-            frames = len(first.frames) if first.kind == "video" else 1
-            cross = inputs.get("cross_attention_mask")
-            self.work.add(
-                calls=len(questions),
-                frames=frames,
-                prompt_tokens=int(inputs["attention_mask"].sum())
-                + self._vision_tokens(inputs)
-                + sum(len(q.suffix_ids) for q in questions),
+            try:
+                yield unit, self._job(unit, token)
+            except Exception as exc:  # noqa: BLE001 - this unit fails, others go on
+                logger.warning("caption request failed: %s", exc)
+                yield unit, CaptionFailure(f"{type(exc).__name__}: {exc}")
+
+    def _job(self, unit: Unit, token: str | None):
+        from action100m.models.captioners.engine import Job, Question
+
+        tokenizer = self.processor.tokenizer
+        rendered = [self._prompt(r) for r in unit.requests]
+        if len(rendered) > 1:
+            prefix = rendered[0][: rendered[0].index(token) + len(token)]
+            if any(not t.startswith(prefix) for t in rendered):
+                raise ValueError("the prompts of a clip do not share the prefix")
+        else:
+            prefix = rendered[0]
+        first = unit.requests[0]
+        inputs = dict(self.encode([prefix], [first]))
+        suffixes = [t[len(prefix) :] for t in rendered]
+        questions = [
+            Question(
+                tokenizer(s, add_special_tokens=False)["input_ids"] if s else [],
+                **self.question_limits(r),
             )
-            job = Job(
-                inputs,
-                questions,
-                frames=frames,
-                cross_mask=None if cross is None else cross[0, -1],
-            )
-            yield unit, job
+            for s, r in zip(suffixes, unit.requests, strict=True)
+        ]
+        frames = len(first.frames) if first.kind == "video" else 1
+        cross = inputs.get("cross_attention_mask")
+        self.work.add(
+            calls=len(questions),
+            frames=frames,
+            prompt_tokens=int(inputs["attention_mask"].sum())
+            + self._vision_tokens(inputs)
+            + sum(len(q.suffix_ids) for q in questions),
+        )
+        return Job(
+            inputs,
+            questions,
+            frames=frames,
+            cross_mask=None if cross is None else cross[0, -1],
+        )
 
     def _make_engine(self, job) -> Any:
         """The slot engine, sized from the first job and the free GPU memory."""
@@ -455,13 +462,12 @@ class TransformersCaptioner(Captioner):
         if not self.streams:
             return super().submit_many(batch)
         futures: list[Any] = [None] * len(batch)
-        try:
-            jobs = list(self._jobs(batch))
-        except Exception as exc:  # noqa: BLE001 - these requests fail, others go on
-            failed: Future = Future()
-            failed.set_result(CaptionFailure(f"{type(exc).__name__}: {exc}"))
-            return [failed] * len(batch)
-        for unit, job in jobs:
+        for unit, job in self._jobs(batch):
+            if isinstance(job, CaptionFailure):
+                for index in unit.indices:
+                    futures[index] = Future()
+                    futures[index].set_result(job)
+                continue
             with self._engine_lock:
                 if self._engine is None:
                     self._engine = self._make_engine(job)
