@@ -17,8 +17,8 @@ lengths.
 Prints GPU-seconds per video-minute per model, GPU-hours per video-hour per
 stage (on the card named in the report), the ratio new/old, the work counters
 with each captioner's slot occupancy (tokens made per paid row-step); exits 1 if
-any request failed. ``--old-seconds`` runs the old settings on a shorter video of the same
-density (they are slow: a 60 s video takes minutes of GPU time). ``--tiny``
+any request failed. ``--old-seconds`` runs the old settings on a shorter video
+of the same density (they are slow: a 60 s video takes minutes of GPU time). ``--tiny``
 runs the same code on CPU with the tiny models (random weights, tiny configs).
 
     PYTHONPATH=src python -m benchmarks.gpu_cost [--seconds 60] [--out FILE.json]
@@ -34,6 +34,7 @@ import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import av
@@ -301,8 +302,27 @@ def load_models(tiny: bool, folder: str, words, max_new_tokens: int) -> dict:
             "vjepa": vjepa, "window": window, "stride": stride}  # fmt: skip
 
 
-def run(setting: dict, models: dict, video, tree, max_new_tokens: int) -> dict:
-    """Stage 1 and Stage 2 of one video with one setting, timed."""
+def copies_of(video: dict, tree: SegmentTree, count: int) -> list[tuple]:
+    """``count`` videos with the same frames under their own uids."""
+    found = []
+    for k in range(count):
+        uid = video["video_uid"] if k == 0 else f"{video['video_uid']}-{k}"
+        nodes = [
+            Node(make_node_id(uid, n.start, n.end), None, n.level, n.start, n.end)
+            for n in tree.nodes
+        ]
+        ids = {old.node_id: new.node_id for old, new in zip(tree.nodes, nodes)}
+        for old, new in zip(tree.nodes, nodes):
+            new.parent_id = ids.get(old.parent_id)
+        found.append((video | {"video_uid": uid}, SegmentTree(uid, nodes)))
+    return found
+
+
+def run(
+    setting: dict, models: dict, video, tree, max_new_tokens: int, in_flight: int = 1
+) -> dict:
+    """Stage 1 of one video and Stage 2 of ``in_flight`` copies of it at once,
+    timed; figures are per video."""
     device, embedder = models["device"], models["embedder"]
     plm, llama = models["plm"], models["llama"]
     seg = SegmentationParams(
@@ -341,25 +361,41 @@ def run(setting: dict, models: dict, video, tree, max_new_tokens: int) -> dict:
         model.work.take()
     sync(device)
     start = time.perf_counter()
-    result = caption_video(tree, video, plm, llama, cap)
+    with ThreadPoolExecutor(in_flight) as pool:
+        results = list(
+            pool.map(
+                lambda pair: caption_video(pair[1], pair[0], plm, llama, cap),
+                copies_of(video, tree, in_flight),
+            )
+        )
     sync(device)
-    report["stage2_seconds"] = time.perf_counter() - start
-    say(f"stage 2: {report['stage2_seconds']:.1f} s")
+    report["stage2_seconds"] = (time.perf_counter() - start) / in_flight
+    report["videos_in_flight"] = in_flight
+    say(f"stage 2: {report['stage2_seconds'] * in_flight:.1f} s, {in_flight} videos")
     for name, model in (("plm", plm), ("llama", llama)):
         engine = model._engine
+        work = {
+            counter: sum(r["work"][name][counter] for r in results)
+            for counter in results[0]["work"][name]
+        }
+        seconds = engine.busy_s if engine is not None else model.seconds
         report[name] = {
-            "seconds": engine.busy_s if engine is not None else model.seconds,
+            "seconds": seconds / in_flight,
             "failed": model.failed,
             "slots": engine.slots if engine is not None else setting[name],
             "decoding": engine.graph_mode if engine is not None else "generate",
-            **result["work"][name],
-            "slot_occupancy": slot_occupancy(result["work"][name])
-            if result["work"][name]["slot_steps"]
+            **{k: v / in_flight for k, v in work.items()},
+            "slot_occupancy": slot_occupancy(work) if work["slot_steps"] else None,
+            "drain_share": work["drain_steps"] / max(1, work["decode_steps"]),
+            "ms_per_decode_step": 1000 * engine.step_s / max(1, work["decode_steps"])
+            if engine is not None
             else None,
+            "bucket_steps": dict(engine.bucket_steps) if engine is not None else None,
         }
         model.teardown_engine()
-    report["failed_requests"] = plm.failed + llama.failed + len(result["errors"])
-    report["captions"] = result["captions"]
+    errors = sum(len(r["errors"]) for r in results)
+    report["failed_requests"] = plm.failed + llama.failed + errors
+    report["captions"] = results[0]["captions"]
     if device == "cuda":
         torch.cuda.empty_cache()
     return report
@@ -437,6 +473,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="old settings on a video this long (default: --seconds)",
     )
+    parser.add_argument(
+        "--videos-in-flight",
+        type=int,
+        default=1,
+        help="new settings: this many copies of the video captioned at once "
+        "(captioning.videos_in_flight); figures stay per video",
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     new = NEW | {"llama_cache": "static" if args.llama_static_cache else None}
@@ -468,7 +511,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, setting, seconds in plan:
             video, tree = videos[seconds]
             say(f"{name} settings: {len(tree.nodes)} nodes, {seconds:g} s video")
-            report = run(setting, models, video, tree, args.max_new_tokens)
+            in_flight = args.videos_in_flight if name == "new" else 1
+            report = run(
+                setting, models, video, tree, args.max_new_tokens, in_flight
+            )
             reports[name] = fastest(reports.get(name), report)
     tree, old_tree = videos[args.seconds][1], videos[args.old_seconds][1]
     compared = reports.get("new_short", reports["new"])
@@ -479,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "video_seconds": args.seconds,
         "old_video_seconds": args.old_seconds,
+        "videos_in_flight": args.videos_in_flight,
         "max_new_tokens": args.max_new_tokens,
         "repeats": args.repeats,
         "nodes": len(tree.nodes),
@@ -487,8 +534,9 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"old": OLD, "new": new},
         **summarise(reports["old"], reports["new"], old_tree, tree),
         "same_captions": same_captions(reports["old"], compared),
-        "engine": {m: {"slots": reports["new"][m]["slots"],
-                       "decoding": reports["new"][m]["decoding"]}
+        "engine": {m: {k: reports["new"][m][k]
+                           for k in ("slots", "decoding", "ms_per_decode_step",
+                                     "drain_share", "bucket_steps")}
                    for m in ("plm", "llama")},
         "failed_requests": {k: r["failed_requests"] for k, r in reports.items()},
         "work": {k: {m: {c: r[m][c] for c in counters if c in r[m]}

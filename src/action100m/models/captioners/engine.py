@@ -314,6 +314,7 @@ class SlotEngine:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.busy_s = 0.0  # seconds of device work (prefills and steps)
+        self.step_s = 0.0  # of which decoding steps
         self.bucket_steps: Counter[int] = Counter()  # decoding steps per row count
 
     # -- buffers ------------------------------------------------------------
@@ -619,7 +620,9 @@ class SlotEngine:
                 with DEVICE_TURN, torch.inference_mode():
                     started = time.perf_counter()
                     self._step(waiting)
-                    self.busy_s += time.perf_counter() - started
+                    spent = time.perf_counter() - started
+                    self.busy_s += spent
+                    self.step_s += spent
             except Exception as exc:  # noqa: BLE001 - the rows in flight fail
                 logger.warning("decoding step failed: %s", exc)
                 for slot in busy:
