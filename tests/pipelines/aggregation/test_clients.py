@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 import socket
 
 import pyarrow.parquet as pq
@@ -624,6 +625,7 @@ def test_each_video_counts_its_own_requests_and_a_failed_one_too(tmp_path):
     assert "AttributeError" in broken.reason
     assert broken.work["llm"]["calls"] == sent["broken"] == 2
     assert "work" not in broken.to_dict()  # counted, never saved
+    assert pickle.loads(pickle.dumps(broken)).work == broken.work  # from Ray actors
     for uid in ("first", "last"):
         assert results[uid]["errors"] == []
         assert results[uid]["work"]["llm"]["calls"] == sent[uid] > 0
