@@ -74,7 +74,7 @@ def test_a_local_ray_instance_checks_this_disk():
 
 
 @pytest.mark.slow
-def test_every_node_of_a_joined_ray_cluster_is_checked(ray_node, tmp_path):
+def test_every_node_of_a_joined_ray_cluster_is_checked(ray_node, tmp_path, caplog):
     cluster = DEMO_PARAMS | {"executor": {"kind": "ray", "ray": {"address": "auto"}}}
     with pytest.raises(MissingModelError) as raised:
         _hook(cluster).before_node_run()
@@ -92,7 +92,9 @@ def test_every_node_of_a_joined_ray_cluster_is_checked(ray_node, tmp_path):
         "plm": {"backend": "transformers", "model_id": str(present)},
         "llama": {"backend": "transformers", "model_id": "meta-llama/Llama-3.2"},
     }
-    _hook(cluster | {"captioning": captioners}).before_node_run()
+    with caplog.at_level("INFO", logger="action100m.runtime.model_folders"):
+        _hook(cluster | {"captioning": captioners}).before_node_run()
+    assert f"model folders {present} found on all 1 nodes" in caplog.text
 
 
 @pytest.mark.slow

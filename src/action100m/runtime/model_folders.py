@@ -15,6 +15,7 @@ run, naming the node. This machine's disk is not checked then.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -22,6 +23,7 @@ from kedro.framework.hooks import hook_impl
 
 from action100m.runtime.executor import init_ray
 
+logger = logging.getLogger(__name__)
 #: How long the nodes of a Ray cluster have to answer the folder check.
 NODE_CHECK_TIMEOUT_S = 120.0
 
@@ -144,6 +146,12 @@ def missing_on_nodes(
         lines.append(
             f"node {refs[ref]} ({nodes[refs[ref]]}): no answer to the model folder "
             f"check within {timeout_s:.0f} s"
+        )
+    if not lines:
+        logger.info(
+            "model folders %s found on all %d nodes of the Ray cluster",
+            ", ".join(folder for _, folder in folders),
+            len(nodes),
         )
     return lines
 
