@@ -4,7 +4,8 @@ It is a real HTTP server on 127.0.0.1 (a thread of the test process). Each
 request takes the next behaviour from ``script`` (then ``default``): ``ok``,
 ``500``, ``429``, ``429ra`` (with ``Retry-After: 0``), ``400``, ``empty``,
 ``malformed`` (not JSON), ``truncated`` (``finish_reason: length``), ``missing``
-(an answer without ``action``) or ``sleep:<seconds>``. ``rule``, when set, is
+(an answer without ``action``), ``badchoice`` (a 200 with its usage, whose choice
+is a string instead of an object) or ``sleep:<seconds>``. ``rule``, when set, is
 asked first with each request's body and may name the behaviour itself (a fault
 that depends on what was sent: greedy requests only, a given Self-Refine round).
 Every request body is recorded, and the most requests it was answering at once
@@ -65,6 +66,10 @@ class FakeOpenAIServer:
                     error = {"error": {"message": f"scripted {action}"}}
                     self._send(int(action[:3]), error, headers)
                     return
+                usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+                if action == "badchoice":
+                    self._send(200, {"choices": ["not an object"], "usage": usage})
+                    return
                 text = "" if action == "empty" else server.answer(body)
                 finish = "length" if action == "truncated" else "stop"
                 if action == "truncated":
@@ -89,11 +94,7 @@ class FakeOpenAIServer:
                                 "finish_reason": finish,
                             }
                         ],
-                        "usage": {
-                            "prompt_tokens": 1,
-                            "completion_tokens": 1,
-                            "total_tokens": 2,
-                        },
+                        "usage": usage,
                     },
                 )
 

@@ -58,16 +58,43 @@ def _hook(params: dict) -> ModelFolderHook:
     return hook
 
 
-def test_a_cluster_that_loads_the_models_elsewhere_is_only_warned(caplog):
-    with pytest.raises(MissingModelError, match="absent_plm"):
-        _hook(DEMO_PARAMS).before_node_run()
+@pytest.fixture(scope="module")
+def ray_node():
+    """A local one-node Ray cluster; its node's id."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    yield ray.get_runtime_context().get_node_id()
+    ray.shutdown()
+
+
+def test_a_local_ray_instance_checks_this_disk():
     local_ray = DEMO_PARAMS | {"executor": {"kind": "ray", "ray": {"address": None}}}
-    with pytest.raises(MissingModelError):  # a local Ray instance: this disk
+    with pytest.raises(MissingModelError, match="absent_plm"):
         _hook(local_ray).before_node_run()
+
+
+@pytest.mark.slow
+def test_every_node_of_a_joined_ray_cluster_is_checked(ray_node, tmp_path, caplog):
     cluster = DEMO_PARAMS | {"executor": {"kind": "ray", "ray": {"address": "auto"}}}
-    _hook(cluster).before_node_run()
-    assert "data/06_models/absent_plm (captioning.plm.model_id)" in caplog.text
-    assert "Ray cluster's workers must have them" in caplog.text
+    with pytest.raises(MissingModelError) as raised:
+        _hook(cluster).before_node_run()
+    said = str(raised.value)
+    assert said.startswith(f"node {ray_node} (")
+    assert (
+        "model folder data/06_models/absent_plm (captioning.plm.model_id) does not "
+        "exist (looked for in /"
+    ) in said
+    assert "/nowhere/gpt_oss" not in said  # aggregation does not run here
+
+    present = tmp_path / "perception_lm"
+    present.mkdir()
+    captioners = {  # a folder every node has, and a hub id (no folder to check)
+        "plm": {"backend": "transformers", "model_id": str(present)},
+        "llama": {"backend": "transformers", "model_id": "meta-llama/Llama-3.2"},
+    }
+    with caplog.at_level("INFO", logger="action100m.runtime.model_folders"):
+        _hook(cluster | {"captioning": captioners}).before_node_run()
+    assert f"model folders {present} found on all 1 nodes" in caplog.text
 
 
 @pytest.mark.slow

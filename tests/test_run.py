@@ -383,7 +383,16 @@ def test_reannotate_fills_exactly_the_released_gpt_nodes(tmp_path, release_sampl
         run = kedro_run(tmp_path, "--pipeline", "reannotate", "--params", params)
         sent = len(server.requests)
         first_user = server.requests[0]["messages"][1]["content"]
-    assert run.returncode == 0, run.stderr[-3000:]
+        assert run.returncode == 0, run.stderr[-3000:]
+        # Every video's annotations lost: the rerun finds each answer, the retried
+        # ones included, in the cache by the request as first asked.
+        lost = list((out / "intermediate" / "reannotate_annotations").glob("*.json"))
+        assert lost
+        for path in lost:
+            path.unlink()
+        rerun = kedro_run(tmp_path, "--pipeline", "reannotate", "--params", params)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        assert len(server.requests) == sent
 
     before = pq.read_table(release_sample)
     after = pq.read_table(out / "reannotated.parquet")

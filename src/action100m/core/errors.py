@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 logger = logging.getLogger(__name__)
@@ -32,15 +32,22 @@ class VideoFailure:
         stage: The pipeline stage that failed (``ingest``, ``segmentation``, ...).
         reason: A specific, readable cause.
         source: The input file, when known.
+        work: What the video's models did before it failed (role -> counts), on
+            its way to the run's totals; never saved.
     """
 
     video_uid: str
     stage: str
     reason: str
     source: str | None = None
+    work: dict[str, dict[str, int]] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        record = asdict(self)
+        record.pop("work")
+        return record
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VideoFailure:
@@ -65,12 +72,24 @@ def record_failure(
     """
     try:
         return work()
-    except OutputWriteError:
-        raise
-    except VideoError as exc:
-        reason = str(exc)
     except Exception as exc:  # noqa: BLE001 - one video must not stop the run
-        logger.debug("%s failed for %s", stage, video_uid, exc_info=True)
+        return failure_of(stage, video_uid, exc, source)
+
+
+def failure_of(
+    stage: str, video_uid: str, exc: Exception, source: str | None = None
+) -> VideoFailure:
+    """The :class:`VideoFailure` that ``exc`` makes of one video.
+
+    Raises:
+        OutputWriteError: ``exc`` itself: not the video's problem, the run stops.
+    """
+    if isinstance(exc, OutputWriteError):
+        raise exc
+    if isinstance(exc, VideoError):
+        reason = str(exc)
+    else:
+        logger.debug("%s failed for %s", stage, video_uid, exc_info=exc)
         reason = f"{type(exc).__name__}: {exc}"
     logger.warning("%s: video %s failed: %s", stage, video_uid, reason)
     return VideoFailure(video_uid, stage, reason, source)

@@ -10,17 +10,26 @@ batch counts every row of every step, finished rows included), ``busy_tokens``
 (tokens those steps made), ``drain_steps`` (steps with nothing left to admit),
 ``prefill_tokens`` and ``vision_frames``. ``slot_occupancy`` is
 ``busy_tokens / slot_steps``: the share of paid row-steps that made a token.
-Stage workers hand each video's counts back with its result (so Ray actors
-report too) and the driver sums them here; ``tracking.py`` logs the totals to
-MLflow as ``work.<role>.<counter>`` and ``work.<role>.<counter>_per_video_hour``.
+Stage workers hand each video's counts back with its result, or with its failure
+(so Ray actors report too), and the driver sums them here; ``tracking.py`` logs
+the totals to MLflow as ``work.<role>.<counter>`` and
+``work.<role>.<counter>_per_video_hour``.
+
+Stage 3 runs several videos on one event loop with one chat client: each video's
+task sets its own counter in :data:`VIDEO_WORK` (:func:`counting_video`), and the
+client adds every answered request to the counter of the task that sent it.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import asdict, dataclass, replace
 from typing import Any
+
+from action100m.core.errors import VideoFailure
 
 COUNTERS = (
     "calls",
@@ -126,12 +135,32 @@ def slot_occupancy(counts: dict[str, int]) -> float:
 #: The totals of the current ``kedro run`` in this (driver) process.
 RUN_WORK = RunWork()
 
+#: The counter of the video the running asyncio task (and the tasks and
+#: threads it starts) works on; None outside a video.
+VIDEO_WORK: ContextVar[WorkCounter | None] = ContextVar("video_work", default=None)
+
+
+@contextmanager
+def counting_video() -> Iterator[WorkCounter]:
+    """A new counter in :data:`VIDEO_WORK` for the current context."""
+    counter = WorkCounter()
+    token = VIDEO_WORK.set(counter)
+    try:
+        yield counter
+    finally:
+        VIDEO_WORK.reset(token)
+
 
 def collect_work(result: Any, video_s: float) -> Any:
-    """Move a stage result's ``work`` (role -> counts) into :data:`RUN_WORK`."""
+    """Move the ``work`` (role -> counts) of a stage result, or of a video's
+    failure, into :data:`RUN_WORK`; the result comes back without it."""
+    work = None
     if isinstance(result, dict) and isinstance(result.get("work"), dict):
-        for role, counts in result.pop("work").items():
-            RUN_WORK.record(role, counts, video_s)
+        work = result.pop("work")
+    elif isinstance(result, VideoFailure) and result.work:
+        work, result = result.work, replace(result, work=None)
+    for role, counts in (work or {}).items():
+        RUN_WORK.record(role, counts, video_s)
     return result
 
 

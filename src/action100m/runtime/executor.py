@@ -62,16 +62,23 @@ class _RayWorker:
         getattr(self.worker, "teardown", lambda: None)()
 
 
-def _ray_pool(factory, settings) -> list:
+def init_ray(address: str | None) -> None:
+    """Join the cluster at ``address`` (None: start a local Ray instance), once."""
     import ray
 
     if not ray.is_initialized():
         ray.init(
-            address=settings.address,
+            address=address,
             include_dashboard=False,
             log_to_driver=False,
             ignore_reinit_error=True,
         )
+
+
+def _ray_pool(factory, settings) -> list:
+    import ray
+
+    init_ray(settings.address)
     actor = ray.remote(_RayWorker).options(
         num_cpus=settings.num_cpus,
         num_gpus=settings.num_gpus,

@@ -8,8 +8,9 @@ parameter and the command that builds or fetches it.
 
 With ``executor.kind: ray`` and an ``executor.ray.address`` (a cluster this
 machine joins), the models load on the cluster's nodes, whose disks this machine
-cannot see: a folder missing here is then a warning, and a worker that lacks it
-stops the run with the loader's own error when it loads the model.
+cannot see: the hook joins the cluster and runs one small task on every alive
+node, which looks for the folders there; a folder missing on any node stops the
+run, naming the node. This machine's disk is not checked then.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
+from action100m.runtime.executor import init_ray
+
 logger = logging.getLogger(__name__)
+#: How long the nodes of a Ray cluster have to answer the folder check.
+NODE_CHECK_TIMEOUT_S = 120.0
 
 DEMO_MODELS = "data/06_models"
 # Node -> (parameter path, backends that load weights from model_id).
@@ -57,31 +62,98 @@ def _section(params: dict[str, Any], dotted: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def missing_model_folders(
+def needed_model_folders(
     params: dict[str, Any], node_names: set[str]
 ) -> list[tuple[str, str]]:
-    """``(parameter, folder)`` of every model folder the nodes need that is absent.
+    """``(parameter, folder)`` of every local model folder the nodes load.
+
+    A hub id (``name`` or ``org/name``) is no folder and is left out.
 
     Args:
         params: The run's parameters (plain dicts).
         node_names: The nodes that will run.
-
-    Returns:
-        The missing folders, with the parameter that names each.
     """
-    missing = []
+    needed = []
     for node in sorted(node_names & NEEDS.keys()):
         for section, key, backends in NEEDS[node]:
             config = _section(params, section)
             model_id = config.get(key)
             if config.get("backend") not in backends or not model_id:
                 continue
-            path = os.path.expanduser(model_id)
             entry = (f"{section}.{key}", model_id)
-            if names_a_folder(model_id) and not os.path.isdir(path):
-                if entry not in missing:
-                    missing.append(entry)
-    return missing
+            if names_a_folder(model_id) and entry not in needed:
+                needed.append(entry)
+    return needed
+
+
+def absent_folders(folders: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Those of ``(parameter, folder)`` whose folder does not exist here."""
+    return [
+        (parameter, folder)
+        for parameter, folder in folders
+        if not os.path.isdir(os.path.expanduser(folder))
+    ]
+
+
+def missing_model_folders(
+    params: dict[str, Any], node_names: set[str]
+) -> list[tuple[str, str]]:
+    """``(parameter, folder)`` of every model folder the nodes need that is absent
+    on this machine."""
+    return absent_folders(needed_model_folders(params, node_names))
+
+
+def _check_this_node(folders: list[tuple[str, str]]) -> tuple[str, list]:
+    """On a Ray node: where relative folders are looked for, and those absent."""
+    return os.getcwd(), absent_folders(folders)
+
+
+def missing_on_nodes(
+    folders: list[tuple[str, str]], timeout_s: float = NODE_CHECK_TIMEOUT_S
+) -> list[str]:
+    """One line per folder absent on a node of the joined Ray cluster.
+
+    One task per alive node, pinned there (no CPU asked, so busy nodes answer
+    too); a node that does not answer within ``timeout_s`` is a line too.
+    """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    check = ray.remote(num_cpus=0, max_retries=0)(_check_this_node)
+    nodes = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
+    refs = {
+        check.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+        ).remote(folders): node
+        for node in nodes
+    }
+    ready, late = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+    lines = []
+    for ref in ready:
+        where = f"node {refs[ref]} ({nodes[refs[ref]]})"
+        try:
+            cwd, absent = ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            lines.append(f"{where}: the model folder check failed: {exc}")
+            continue
+        for parameter, folder in absent:
+            relative = not os.path.isabs(os.path.expanduser(folder))
+            lines.append(
+                f"{where}: model folder {folder} ({parameter}) does not exist"
+                + (f" (looked for in {cwd})" if relative else "")
+            )
+    for ref in late:
+        lines.append(
+            f"node {refs[ref]} ({nodes[refs[ref]]}): no answer to the model folder "
+            f"check within {timeout_s:.0f} s"
+        )
+    if not lines:
+        logger.info(
+            "model folders %s found on all %d nodes of the Ray cluster",
+            ", ".join(folder for _, folder in folders),
+            len(nodes),
+        )
+    return lines
 
 
 def loads_elsewhere(params: dict[str, Any]) -> bool:
@@ -113,7 +185,8 @@ def explain(missing: list[tuple[str, str]]) -> str:
 
 
 class ModelFolderHook:
-    """Stops a run whose local model folders are missing, before its first node.
+    """Stops a run whose local model folders are missing (here, or on a node of
+    the Ray cluster it joins), before its first node.
 
     The check runs as the first node starts (inside the run, so the MLflow run is
     marked FAILED), before any video is read.
@@ -134,14 +207,26 @@ class ModelFolderHook:
     @hook_impl(tryfirst=True)
     def before_node_run(self) -> None:
         nodes, self._nodes = self._nodes, None
-        if nodes:
+        if not nodes:
+            return
+        if not loads_elsewhere(self._params):
             missing = missing_model_folders(self._params, nodes)
-            if missing and loads_elsewhere(self._params):
-                folders = ", ".join(f"{f} ({p})" for p, f in missing)
-                logger.warning(
-                    "model folders not on this machine: %s; the Ray cluster's "
-                    "workers must have them",
-                    folders,
-                )
-            elif missing:
+            if missing:
                 raise MissingModelError(explain(missing))
+            return
+        needed = needed_model_folders(self._params, nodes)
+        if needed:
+            init_ray(_section(self._params, "executor.ray").get("address"))
+            missing_there = missing_on_nodes(needed)
+            if missing_there:
+                raise MissingModelError(
+                    "\n".join(
+                        [
+                            *missing_there,
+                            "Each node of the Ray cluster loads the models from its "
+                            "own disk: put the folder on every node at the same path "
+                            "(e.g. `hf download ORG/NAME --local-dir FOLDER` there), "
+                            "or set the parameter to a hub id.",
+                        ]
+                    )
+                )

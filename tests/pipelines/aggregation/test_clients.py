@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 import socket
 
 import pyarrow.parquet as pq
@@ -11,8 +12,12 @@ import pytest
 
 from action100m.core.params import AggregationParams
 from action100m.core.tree import SegmentTree
-from action100m.models.llm.cache import ResponseCache
-from action100m.models.llm.clients import CompletionFailed, OpenAIChatClient
+from action100m.models.llm.cache import ResponseCache, request_key
+from action100m.models.llm.clients import (
+    Completion,
+    CompletionFailed,
+    OpenAIChatClient,
+)
 from action100m.models.llm.local import TransformersChatClient
 from action100m.models.llm.prompts import build_messages
 from action100m.models.llm.refine import (
@@ -26,6 +31,12 @@ MESSAGES = [
     {"role": "system", "content": "annotate"},
     {"role": "user", "content": "# Current segment, from 0.00 to 10.00 seconds\n"},
 ]
+
+
+def _segment(index: int) -> list[dict[str, str]]:
+    """A conversation about segment ``index`` (each a different request)."""
+    user = f"# Current segment, from {index}.00 to {index + 1}.00 seconds\n"
+    return [MESSAGES[0], {"role": "user", "content": user}]
 
 
 def _client(url: str, cache_dir=None, **kwargs) -> OpenAIChatClient:
@@ -114,6 +125,89 @@ def test_cache_replays_without_sending_twice(tmp_path):
     assert sent == 4  # one malformed answer, then three rounds
     assert len(server.requests) == sent  # the rerun came from the cache
     assert again["gpt"] == first["gpt"]
+
+
+FIRST_ASKED = {"temperature": 0.0, "max_tokens": 4096, "seed": 0}
+
+
+@pytest.mark.parametrize("fault", ["500", "429", "malformed"])
+def test_an_answer_got_on_a_retry_is_cached_under_the_request_first_asked(
+    tmp_path, fault
+):
+    """Whether the retry resent the request (a fault of the server) or changed it
+    (an invalid answer: a new temperature), its answer is found by the first
+    request, so a rerun sends nothing."""
+    with FakeOpenAIServer(annotation_answer) as server:
+        server.script = [fault]
+        first = asyncio.run(_client(server.base_url, tmp_path).complete(MESSAGES))
+        assert len(server.requests) == 2
+        again = asyncio.run(_client(server.base_url, tmp_path).complete(MESSAGES))
+        assert len(server.requests) == 2  # the rerun sent nothing
+    stored = ResponseCache(str(tmp_path)).get(
+        request_key("test-model", MESSAGES, FIRST_ASKED)
+    )
+    answered = {"temperature": 0.3 if fault == "malformed" else 0.0, "max_tokens": 4096}
+    assert stored["attempts"] == 2 and stored["request"] == answered
+    assert (again.attempts, again.request, again.cached) == (2, answered, True)
+    assert again.annotation == first.annotation and not first.cached
+
+
+def test_a_request_that_never_got_a_valid_answer_is_not_cached(tmp_path):
+    with FakeOpenAIServer(annotation_answer) as server:
+        server.default = "500"
+        with pytest.raises(CompletionFailed, match="HTTP 500"):
+            asyncio.run(_client(server.base_url, tmp_path).complete(MESSAGES))
+        server.default = "ok"
+        done = asyncio.run(_client(server.base_url, tmp_path).complete(MESSAGES))
+    assert len(server.requests) == 4 and not done.cached  # asked again, answered
+
+
+def _ask_at_once(client: OpenAIChatClient, conversations: list) -> list:
+    """Every conversation's completion (or exception), all asked concurrently."""
+
+    async def ask() -> list:
+        try:
+            return await asyncio.gather(
+                *(client.complete(c) for c in conversations), return_exceptions=True
+            )
+        finally:
+            await client.aclose()
+
+    return asyncio.run(ask())
+
+
+def test_identical_conversations_in_flight_are_sent_once(tmp_path):
+    with FakeOpenAIServer(annotation_answer) as server:
+        server.default = "sleep:0.2"
+        client = _client(server.base_url)  # no disk cache: only the sharing
+        done = _ask_at_once(client, [MESSAGES, MESSAGES, _segment(7)])
+        assert len(server.requests) == 2
+        assert done[0].annotation == done[1].annotation
+        assert [d.cached for d in done] == [False, True, False]
+        assert client.work.calls == 2
+
+        server.default = "500"  # a persistent fault fails every asker, once
+        failed = _ask_at_once(_client(server.base_url), [MESSAGES, MESSAGES])
+        assert len(server.requests) == 2 + 3
+    assert all(isinstance(f, CompletionFailed) for f in failed)
+    assert all("HTTP 500" in str(f) for f in failed)
+
+
+def test_a_cache_of_the_earlier_format_is_replayed(tmp_path):
+    """Caches written before answers were kept by the first request hold one
+    answer per attempt, each under that attempt's own request."""
+    cache = ResponseCache(str(tmp_path))
+    answer = annotation_answer({"messages": MESSAGES})
+    retried = {"temperature": 0.3, "max_tokens": 4096, "seed": 1}
+    for params, text in ((FIRST_ASKED, "not JSON"), (retried, answer)):
+        key = request_key("test-model", MESSAGES, params)
+        cache.put(key, {"text": text, "finish_reason": "stop", "usage": {}})
+    with FakeOpenAIServer(annotation_answer) as server:
+        done = asyncio.run(_client(server.base_url, tmp_path).complete(MESSAGES))
+    assert server.requests == []
+    assert (done.attempts, done.cached, done.text) == (2, True, answer)
+    stored = cache.get(request_key("test-model", MESSAGES, FIRST_ASKED))
+    assert stored["attempts"] == 2  # rewritten: the next look-up is one read
 
 
 def test_every_eligible_node_is_filled_or_recorded(release_sample, tmp_path):
@@ -429,16 +523,11 @@ def test_the_answer_continues_the_reasoning_cache_exactly(tiny_models):
 
 
 def test_client_keeps_max_concurrency_requests_in_flight():
-    async def send(client: OpenAIChatClient, n: int) -> list:
-        try:
-            return await asyncio.gather(*(client.complete(MESSAGES) for _ in range(n)))
-        finally:
-            await client.aclose()
-
     with FakeOpenAIServer(annotation_answer) as server:
         server.default = "sleep:0.3"
         client = _client(server.base_url, max_concurrency=5)
-        done = asyncio.run(send(client, 12))
+        done = _ask_at_once(client, [_segment(i) for i in range(12)])
+    assert all(isinstance(d, Completion) for d in done)
     assert len(done) == 12 and len(server.requests) == 12
     assert server.peak_in_flight == 5
 
@@ -493,3 +582,54 @@ def test_every_llm_request_reaches_the_run_totals_and_none_is_saved(tmp_path):
     assert metrics["work.llm.calls_per_video_hour"] == pytest.approx(
         answered / (24.0 / 3600)
     )
+
+
+def test_each_video_counts_its_own_requests_and_a_failed_one_too(tmp_path):
+    """Three videos in flight on one client; the middle one (one eligible node)
+    fails when the answer of its second round breaks the client. Each video's
+    work holds exactly the requests sent for it, and the failure's work still
+    reaches the run totals."""
+    from action100m.core.errors import VideoFailure, record_failure
+    from action100m.models.work import RUN_WORK, collect_work
+    from action100m.pipelines.aggregation.nodes import STAGE, AggregationWorker
+    from tests.pipelines.aggregation.test_prompts import captioned_tree
+
+    uids = ("first", "broken", "last")
+    trees = {
+        uid: captioned_tree(
+            uid, {"title": f"Title {uid}"}, 6.0 if uid == "broken" else 24.0
+        )
+        for uid in uids
+    }
+    assert len(eligible_nodes(trees["broken"])) == 1  # nothing else of it in flight
+    params = AggregationParams.model_validate({"llm": {"rounds": 2}})
+
+    def sent_for(uid: str) -> list[dict]:
+        return [r for r in server.requests if f"Title {uid}" in json.dumps(r)]
+
+    with FakeOpenAIServer(annotation_answer) as server:
+        server.rule = lambda body: (
+            "badchoice"
+            if "Title broken" in json.dumps(body) and _round(body) == 2
+            else None
+        )
+        params.llm.base_url = server.base_url
+        worker = AggregationWorker(params)
+        futures = {uid: worker.submit(trees[uid]) for uid in uids}  # all in flight
+        results = {u: record_failure(STAGE, u, f.result) for u, f in futures.items()}
+        worker.teardown()
+        sent = {uid: len(sent_for(uid)) for uid in uids}
+
+    broken = results["broken"]
+    assert isinstance(broken, VideoFailure)
+    assert "AttributeError" in broken.reason
+    assert broken.work["llm"]["calls"] == sent["broken"] == 2
+    assert "work" not in broken.to_dict()  # counted, never saved
+    assert pickle.loads(pickle.dumps(broken)).work == broken.work  # from Ray actors
+    for uid in ("first", "last"):
+        assert results[uid]["errors"] == []
+        assert results[uid]["work"]["llm"]["calls"] == sent[uid] > 0
+    RUN_WORK.reset()
+    kept = {uid: collect_work(results[uid], 24.0) for uid in uids}
+    assert RUN_WORK.metrics()["work.llm.calls"] == sum(sent.values())
+    assert kept["broken"].work is None and kept["broken"] == broken

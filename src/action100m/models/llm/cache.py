@@ -1,4 +1,4 @@
-"""On-disk cache of LLM responses keyed by a hash of (model, messages, params)."""
+"""On-disk cache of LLM answers keyed by a hash of the request as first asked."""
 
 from __future__ import annotations
 
@@ -25,10 +25,14 @@ def request_key(
 
 
 class ResponseCache:
-    """One JSON file per answered request, written atomically.
+    """One JSON file per request, written atomically.
 
-    Every answer the server gave (valid or not) is kept, so a rerun replays the
-    same attempts without sending a request twice.
+    The file is named by :func:`request_key` of the request as first asked and
+    holds the valid answer, whichever attempt gave it: ``text``,
+    ``finish_reason``, ``usage``, ``attempts`` and ``request`` (that attempt's
+    parameters). Files of the earlier format hold one attempt's answer (valid
+    or not) under that attempt's request, without ``attempts``; they are still
+    read (see :meth:`~action100m.models.llm.clients.ChatClient.complete`).
 
     Args:
         folder: Local path or fsspec URL; None disables the cache.

@@ -1,8 +1,9 @@
 """Chat clients for Stage 3: parse -> validate -> retry, with a response cache.
 
-``ChatClient.complete`` owns the attempt loop shared by every backend: cache
-look-up, one request, parsing and validating the answer, backoff on transient
-faults, and a specific reason when the attempts run out. Backends only implement
+``ChatClient.complete`` owns what every backend shares: the cache look-up, one
+request for identical conversations in flight, and the attempt loop (one
+request, parsing and validating the answer, backoff on transient faults, and a
+specific reason when the attempts run out). Backends only implement
 ``_request``.
 """
 
@@ -12,7 +13,8 @@ import asyncio
 import json
 import logging
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from action100m.models.base import StageModel
@@ -29,7 +31,7 @@ from action100m.models.openai_faults import (
     retry_delay,
     status_fault,
 )
-from action100m.models.work import WorkCounter
+from action100m.models.work import VIDEO_WORK, WorkCounter
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +49,94 @@ class RawAnswer:
 
 @dataclass
 class Completion:
+    """A validated answer.
+
+    Attributes:
+        attempts: The attempt that gave it (1: the first request was answered).
+        usage: That attempt's token counts.
+        cached: Nothing was sent for this asker: the answer came from the disk
+            cache, or from an identical request another asker had in flight.
+        request: The parameters of the attempt that gave it (no seed).
+    """
+
     annotation: GptAnnotation
     text: str
     attempts: int
     usage: dict[str, int]
     cached: bool
     request: dict[str, Any] = field(default_factory=dict)
+
+
+def _stored_completion(stored: dict[str, Any] | None) -> Completion | None:
+    """The completion a cache entry holds, or None.
+
+    An entry written by :meth:`ChatClient.complete` holds a valid answer and the
+    attempt that gave it. An entry without ``attempts`` is one attempt's answer
+    in the earlier format (valid or not): the attempt loop replays it.
+    """
+    if not stored or "attempts" not in stored:
+        return None
+    try:
+        annotation = parse_annotation(stored.get("text"))
+    except AnnotationError:  # the schema changed since: ask again
+        return None
+    return Completion(
+        annotation,
+        stored["text"],
+        int(stored["attempts"]),
+        stored.get("usage") or {},
+        True,
+        stored.get("request") or {},
+    )
+
+
+@dataclass
+class _Shared:
+    task: asyncio.Task
+    waiters: int = 0
+
+
+class InFlight:
+    """Identical requests in flight on one event loop: the first is run, the
+    others wait for its result (or its exception).
+
+    The shared task runs in the context of the asker that started it, so its
+    work is counted to that asker's video. It is cancelled only when every asker
+    waiting for it has been cancelled.
+    """
+
+    def __init__(self) -> None:
+        self._shared: dict[str, _Shared] = {}
+
+    async def run(
+        self, key: str, start: Callable[[], Coroutine[Any, Any, Any]]
+    ) -> tuple[Any, bool]:
+        """``start()``'s result, or that of the same ``key`` already in flight.
+
+        Returns:
+            The result, and whether it was another asker's request.
+        """
+        loop = asyncio.get_running_loop()
+        shared = self._shared.get(key)
+        joined = shared is not None and shared.task.get_loop() is loop
+        if not joined:
+            shared = _Shared(loop.create_task(start()))
+            self._shared[key] = shared
+            shared.task.add_done_callback(lambda _: self._forget(key, shared))
+        shared.waiters += 1
+        try:
+            return await asyncio.shield(shared.task), joined
+        except asyncio.CancelledError:
+            if shared.waiters == 1 and not shared.task.done():
+                self._forget(key, shared)  # a later asker starts afresh
+                shared.task.cancel()
+            raise
+        finally:
+            shared.waiters -= 1
+
+    def _forget(self, key: str, shared: _Shared) -> None:
+        if self._shared.get(key) is shared:
+            del self._shared[key]
 
 
 EFFORT_LADDER = ("high", "medium", "low")
@@ -74,6 +158,11 @@ def after_truncation(
 
 class ChatClient(StageModel, ABC):
     """Structured-output chat completions with retries and a response cache.
+
+    A valid answer is cached under the request as first asked (model, messages,
+    and the first attempt's temperature, budget, seed and reasoning effort),
+    whichever attempt gave it: asking again sends nothing. An answer that never
+    validated is not cached.
 
     Args:
         model: Model name (served name or local folder).
@@ -114,7 +203,8 @@ class ChatClient(StageModel, ABC):
         self.seed = seed
         self.retry_temperatures = tuple(retry_temperatures)
         self.max_tokens_limit = max_tokens_limit or max_tokens
-        self.work = WorkCounter()  # calls and tokens; the worker hands them on
+        self.work = WorkCounter()  # this client's calls and tokens, every video's
+        self._in_flight = InFlight()
 
     @abstractmethod
     async def _request(
@@ -128,38 +218,79 @@ class ChatClient(StageModel, ABC):
         schedule = self.retry_temperatures
         return schedule[min(invalid_answers, len(schedule)) - 1]
 
+    def _params(
+        self, attempt: int, invalid: int, effort: str | None, max_tokens: int
+    ) -> dict[str, Any]:
+        """What attempt ``attempt`` asks for, after ``invalid`` invalid answers."""
+        params: dict[str, Any] = {
+            "temperature": self._temperature(invalid),
+            "max_tokens": max_tokens,
+            "seed": self.seed + attempt - 1,
+        }
+        if effort:
+            params["reasoning_effort"] = effort
+        return params
+
+    def count(self, usage: dict[str, int]) -> None:
+        """One answered request: in this client's totals and the current video's."""
+        self.work.add_usage(usage)
+        video = VIDEO_WORK.get()
+        if video is not None:
+            video.add_usage(usage)
+
     async def complete(
         self, messages: list[dict[str, str]], reasoning_effort: str | None = None
     ) -> Completion:
         """A validated annotation for ``messages``.
 
-        A transient fault (HTTP 429/5xx, time-out) sends the same request again
-        after a backoff. An invalid answer changes the next request: it samples
-        at the next of ``retry_temperatures``; an answer cut at ``max_tokens``
-        also asks for less reasoning or a larger budget (:func:`after_truncation`).
+        The cache is asked first, by the request as first asked; an identical
+        conversation already in flight is waited for instead of sent again
+        (its failure is every waiter's). Otherwise the attempts run: see
+        :meth:`_attempts`.
 
         Raises:
             CompletionFailed: After ``max_attempts``, with the last reason.
         """
+        first = self._params(1, 0, reasoning_effort, self.max_tokens)
+        key = request_key(self.model, messages, first)
+        done = _stored_completion(self.cache.get(key))
+        if done is not None:
+            return done
+        done, joined = await self._in_flight.run(
+            key, lambda: self._attempts(messages, reasoning_effort, key)
+        )
+        return replace(done, cached=True) if joined else done
+
+    async def _attempts(
+        self, messages: list[dict[str, str]], effort: str | None, key: str
+    ) -> Completion:
+        """Ask until an answer validates; cache it under ``key``.
+
+        A transient fault (HTTP 429/5xx, time-out) sends the same request again
+        after a backoff. An invalid answer changes the next request: it samples
+        at the next of ``retry_temperatures``; an answer cut at ``max_tokens``
+        also asks for less reasoning or a larger budget (:func:`after_truncation`).
+        """
         reason = "no attempt made"
-        effort, max_tokens, invalid = reasoning_effort, self.max_tokens, 0
+        max_tokens, invalid, sent = self.max_tokens, 0, False
         for attempt in range(1, self.max_attempts + 1):
-            params: dict[str, Any] = {
-                "temperature": self._temperature(invalid),
-                "max_tokens": max_tokens,
-                "seed": self.seed + attempt - 1,
-            }
-            if effort:
-                params["reasoning_effort"] = effort
-            key = request_key(self.model, messages, params)
-            cached = self.cache.get(key)
+            params = self._params(attempt, invalid, effort, max_tokens)
+            # A cache of the earlier format holds each attempt's answer under
+            # that attempt's request: replay it rather than ask again.
+            older = self.cache.get(request_key(self.model, messages, params))
+            if older is not None and "attempts" in older:
+                older = None  # a current entry that no longer validates
             delay = None
             try:
-                if cached is None:
+                if older is None:
+                    sent = True
                     answer = await self._request(messages, params)
-                    self.cache.put(key, answer.__dict__)
                 else:
-                    answer = RawAnswer(**cached)
+                    answer = RawAnswer(
+                        older.get("text"),
+                        older.get("finish_reason"),
+                        older.get("usage") or {},
+                    )
                 if answer.finish_reason == "length":
                     effort, max_tokens = after_truncation(
                         effort, max_tokens, self.max_tokens_limit
@@ -169,14 +300,6 @@ class ChatClient(StageModel, ABC):
                         f"{params['max_tokens']} tokens)"
                     )
                 annotation = parse_annotation(answer.text)
-                return Completion(
-                    annotation,
-                    answer.text or "",
-                    attempt,
-                    answer.usage,
-                    cached is not None,
-                    {k: v for k, v in params.items() if k != "seed"},
-                )
             except AnnotationError as exc:
                 reason = f"invalid answer: {exc}"
                 invalid += 1
@@ -186,6 +309,19 @@ class ChatClient(StageModel, ABC):
                 delay = exc.retry_after
             except PermanentError as exc:
                 raise CompletionFailed(f"{exc} (not retried)") from exc
+            else:
+                request = {k: v for k, v in params.items() if k != "seed"}
+                self.cache.put(
+                    key, {**answer.__dict__, "attempts": attempt, "request": request}
+                )
+                return Completion(
+                    annotation,
+                    answer.text or "",
+                    attempt,
+                    answer.usage,
+                    not sent,
+                    request,
+                )
             if attempt < self.max_attempts:
                 await asyncio.sleep(retry_delay(self.backoff_s, attempt, delay))
         raise CompletionFailed(f"failed after {self.max_attempts} attempts: {reason}")
@@ -315,7 +451,7 @@ class OpenAIChatClient(ChatClient):
             raise TransientError("answer without choices")
         choice = data["choices"][0]
         usage = data.get("usage") or {}
-        self.work.add_usage(usage)
+        self.count(usage)
         return RawAnswer(
             (choice.get("message") or {}).get("content"),
             choice.get("finish_reason"),

@@ -167,7 +167,7 @@ class TransformersChatClient(ChatClient):
             "completion_tokens": reasoning + len(new),
             "reasoning_tokens": reasoning,
         }
-        self.work.add_usage(usage)
+        self.count(usage)
         return RawAnswer(text, "stop" if stopped else "length", usage)
 
     async def _request(

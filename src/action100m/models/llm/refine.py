@@ -93,6 +93,20 @@ async def refine_annotation(
     }
 
 
+async def gather_or_cancel(coroutines: list[Coroutine]) -> list[Any]:
+    """Every coroutine's result, concurrently; if one raises, the others are
+    cancelled and waited for before its exception goes on, so that a failed
+    video leaves no request of its own running (nor counting) after it."""
+    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
 async def annotate_tree(
     client: ChatClient,
     tree: SegmentTree,
@@ -128,8 +142,8 @@ async def annotate_tree(
     async def no_prompt(reason: str) -> dict[str, Any]:
         return {"gpt": None, "landed_round": None, "rounds": [], "error": reason}
 
-    results = await asyncio.gather(
-        *(
+    results = await gather_or_cancel(
+        [
             refine_annotation(
                 client,
                 prompts[node.node_id],
@@ -140,7 +154,7 @@ async def annotate_tree(
             if node.node_id in prompts
             else no_prompt(prompt_errors[node.node_id])
             for node in nodes
-        )
+        ]
     )
     annotations, rounds, landed, errors = {}, {}, {}, []
     for node, result in zip(nodes, results, strict=True):

@@ -14,16 +14,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any
 
-from action100m.core.errors import VideoFailure, record_failure
+from action100m.core.errors import VideoFailure, failure_of, record_failure
 from action100m.core.params import AggregationParams, ExecutorParams
 from action100m.core.tree import SegmentTree
 from action100m.datasets import PartitionLoaders
 from action100m.models.llm.factory import make_chat_client
 from action100m.models.llm.prompts import PromptTemplate, load_prompt_template
 from action100m.models.llm.refine import BackgroundLoop, annotate_tree
-from action100m.models.work import collecting_work
+from action100m.models.work import collecting_work, counting_video
 from action100m.release.assembly import assemble_tree
 from action100m.runtime.executor import StageWorker, VideoWork, map_videos
 from action100m.runtime.fingerprint import made_by, stage_identity
@@ -62,11 +63,18 @@ class AggregationWorker(StageWorker):
         return self.loop.submit(self._annotate(tree))
 
     async def _annotate(self, tree: SegmentTree) -> Any:
-        result = await annotate_tree(self.client, tree, self.params, self.template)
-        # The client's calls and tokens since the last video ended travel with
-        # the result, so the run's totals include what Ray actors did too.
-        if isinstance(result, dict):
-            result["work"] = {"llm": self.client.work.take()}
+        # This video's requests, counted apart from the other videos in flight,
+        # travel with its result or its failure, so the run's totals include
+        # what Ray actors did, and what a failed video spent, too.
+        with counting_video() as spent:
+            try:
+                result = await annotate_tree(
+                    self.client, tree, self.params, self.template
+                )
+            except Exception as exc:  # noqa: BLE001 - recorded as the video's failure
+                failure = failure_of(STAGE, tree.video_uid, exc)
+                return replace(failure, work={"llm": spent.as_dict()})
+        result["work"] = {"llm": spent.as_dict()}
         return result
 
     def __call__(self, tree: SegmentTree) -> Any:
