@@ -33,6 +33,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -302,6 +303,19 @@ def load_models(tiny: bool, folder: str, words, max_new_tokens: int) -> dict:
             "vjepa": vjepa, "window": window, "stride": stride}  # fmt: skip
 
 
+def watch(stop: threading.Event, *models, every_s: float = 20.0) -> None:
+    """Stage 2's progress on stderr: each captioner's answers and steps so far."""
+    while not stop.wait(every_s):
+        parts = []
+        for model in models:
+            work = model.work.as_dict()
+            parts.append(
+                f"{model.role} {work['generated_tokens']} tokens, "
+                f"{work['decode_steps']} steps ({work['drain_steps']} draining)"
+            )
+        say("stage 2 so far: " + "; ".join(parts))
+
+
 def copies_of(video: dict, tree: SegmentTree, count: int) -> list[tuple]:
     """``count`` videos with the same frames under their own uids."""
     found = []
@@ -361,6 +375,9 @@ def run(
         model.work.take()
     sync(device)
     start = time.perf_counter()
+    watching = threading.Event()
+    watcher = threading.Thread(target=watch, args=(watching, plm, llama), daemon=True)
+    watcher.start()
     with ThreadPoolExecutor(in_flight) as pool:
         results = list(
             pool.map(
@@ -369,6 +386,7 @@ def run(
             )
         )
     sync(device)
+    watching.set()
     report["stage2_seconds"] = (time.perf_counter() - start) / in_flight
     report["videos_in_flight"] = in_flight
     say(f"stage 2: {report['stage2_seconds'] * in_flight:.1f} s, {in_flight} videos")
