@@ -112,7 +112,7 @@ def format_markdown() -> str:
     for section in SECTIONS:
         parts += [
             "",
-            f"`{section}`",
+            f"### `{section}`",
             "",
             "| parameter | type | default | allowed | changes results | meaning |",
             "|---|---|---|---|---|---|",

@@ -131,6 +131,8 @@ class CaptionerParams(_Served):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = setting(
         "auto", "Weights and activations dtype; auto: bfloat16 on GPU, float32 on CPU."
     )
+    # A cap, not a size: on GPU a batch holds as many rows as free memory allows
+    # up to it (an out-of-memory error halves it), so the cap can be generous.
     batch_size: int = tuning(
         16, "Most prompts per batch (on GPU fewer when memory is short).", ge=1
     )
