@@ -7,7 +7,6 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from kedro.config import OmegaConfigLoader
 
 from action100m.core.params import (
     AggregationParams,
@@ -23,18 +22,9 @@ from action100m.release.dataset_card import (
     card_statistics,
     size_category,
 )
+from tests.test_params import conf_params
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def conf_params(env: str) -> dict:
-    loader = OmegaConfigLoader(
-        str(ROOT / "conf"),
-        base_env="base",
-        default_run_env=env,
-        merge_strategy={"parameters": "soft"},
-    )
-    return loader["parameters"]
 
 
 def split_card(text: str) -> tuple[dict, str]:
@@ -81,10 +71,10 @@ def test_export_pipeline_writes_the_card_beside_the_fiftyone_folder():
 def card_for(table, params: dict) -> str:
     return write_dataset_card(
         table,
-        SegmentationParams(**params["segmentation"]),
-        CaptioningParams(**params["captioning"]),
-        AggregationParams(**params["aggregation"]),
-        ExportParams(**params["export"]),
+        SegmentationParams.model_validate(params["segmentation"]),
+        CaptioningParams.model_validate(params["captioning"]),
+        AggregationParams.model_validate(params["aggregation"]),
+        ExportParams.model_validate(params["export"]),
     )
 
 
@@ -96,7 +86,7 @@ def test_card_of_a_demo_run_names_its_models_and_licence(release_sample, tmp_pat
     (plm_folder / "config.json").write_text('{"model_type": "perception_lm"}')
     params["captioning"]["plm"]["model_id"] = str(plm_folder)
     params["captioning"]["llama"].update(backend="openai", model_id="served-llama")
-    params["export"]["card"].update(license="cc-by-4.0", hub_repo_id="me/boxes")
+    params["export"] = {"card": {"license": "cc-by-4.0", "hub_repo_id": "me/boxes"}}
     header, body = split_card(card_for(table, params))
     assert header["license"] == "cc-by-4.0"
     assert header["tags"] == ["fiftyone", "video"]
@@ -106,9 +96,9 @@ def test_card_of_a_demo_run_names_its_models_and_licence(release_sample, tmp_pat
     plm_row = next(line for line in body.splitlines() if str(plm_folder) in line)
     assert "32 frames at 320 px" in plm_row and "`sha256:" in plm_row
     assert "| `served-llama` | `served` |" in body
-    llm = params["aggregation"]["llm"]
-    assert f"`{llm['model']}`" in body
-    assert f"({llm['rounds']} Self-Refine rounds" in body
+    llm = AggregationParams.model_validate(params["aggregation"]).llm
+    assert f"`{llm.model}`" in body
+    assert f"({llm.rounds} Self-Refine rounds" in body
     # The revision is the folder's content: a changed model, a changed row.
     (plm_folder / "config.json").write_text('{"model_type": "perception_lm", "x": 1}')
     _, again = split_card(card_for(table, params))

@@ -8,8 +8,14 @@ from concurrent.futures import Future
 
 import pytest
 from kedro.io import DatasetError
+from pydantic import BaseModel
 
-from action100m.core.params import AggregationParams, ExecutorParams, TreeParams
+from action100m.core.params import (
+    AggregationParams,
+    ExecutorParams,
+    TreeParams,
+    setting,
+)
 from action100m.datasets import VideoPartitionsDataset
 from action100m.datasets.partitions import MAX_NAME_BYTES, partition_name
 from action100m.runtime.executor import map_videos
@@ -29,8 +35,12 @@ class CountingWorker:
         return future
 
 
+class Doubling(BaseModel):
+    factor: int = setting(2, "What every number is multiplied by.")
+
+
 def _work(seen, uids, settings=None, executor=None):
-    identity = stage_identity("double", settings or {"factor": 2})
+    identity = stage_identity("double", Doubling(**(settings or {})))
     return map_videos(
         "double",
         {uid: (lambda i=i: i) for i, uid in enumerate(uids)},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -128,3 +129,75 @@ def test_reannotate_never_writes_over_what_it_reads(tmp_path, release_sample):
     assert run.returncode != 0
     assert "would overwrite 'release_input'" in run.stderr
     assert target.read_bytes() == before
+
+
+def _stamps(folder) -> dict:
+    return {p: p.stat().st_mtime_ns for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_only_missing_outputs_reruns_what_is_missing_or_made_otherwise(
+    tmp_path, cut_videos
+):
+    folder, _ = cut_videos
+    out = tmp_path / "out"
+    params = f"videos_dir={folder},output_dir={out}"
+    assert (
+        kedro_run(
+            tmp_path, "--env", "demo", "--pipeline", "ingest", "--params", params
+        ).returncode
+        == 0
+    )
+
+    def run(*extra: str) -> dict:
+        more = "".join(f",{p}" for p in extra)
+        done = kedro_run(
+            tmp_path,
+            *("--env", "demo", "--pipeline", "segmentation", "--only-missing-outputs"),
+            *("--params", params + more),
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return _stamps(out / "intermediate")
+
+    first = run()
+    trees = out / "intermediate" / "segment_trees"
+    assert _shortest_leaf_s(trees) < 2.0
+
+    # Batch sizes and prefetching change no output: nothing is rewritten.
+    same = run(
+        "segmentation.prefetch=0",
+        "segmentation.decode_batch=5",
+        "segmentation.embedder.batch_size=3",
+    )
+    assert same == first
+
+    # A deleted output (with its record; the _SUCCESS marker stays) is made again,
+    # and only that one: the same embeddings keep the tree made from them.
+    embeddings = out / "intermediate" / "frame_embeddings"
+    (embeddings / "cuts_a.npz").unlink()
+    (embeddings / "_made_by" / "cuts_a.json").unlink()
+    assert (embeddings / "_SUCCESS").exists()
+    again = run()
+    rewritten = {p.relative_to(out) for p in again if again[p] != first.get(p)}
+    assert {p for p in rewritten if p.name != "_SUCCESS"} == {
+        Path("intermediate/frame_embeddings/cuts_a.npz"),
+        Path("intermediate/frame_embeddings/_made_by/cuts_a.json"),
+    }
+
+    # A changed tree setting remakes every tree, and no leaf is shorter than it.
+    changed = run("segmentation.tree.min_segment_s=2.0")
+    for uid in ("cuts_a", "cuts_b", "cuts_c"):
+        assert changed[trees / f"{uid}.json"] != again[trees / f"{uid}.json"]
+        assert changed[embeddings / f"{uid}.npz"] == again[embeddings / f"{uid}.npz"]
+    assert _shortest_leaf_s(trees) >= 2.0 - 1e-3  # stored as float32
+
+
+def _shortest_leaf_s(trees) -> float:
+    shortest = float("inf")
+    for path in trees.glob("*.json"):
+        nodes = json.loads(path.read_text())["nodes"]
+        parents = {n["parent_id"] for n in nodes}
+        for node in nodes:
+            if node["node_id"] not in parents:
+                shortest = min(shortest, node["end"] - node["start"])
+    return shortest

@@ -1,4 +1,5 @@
-"""``action100m``: validate and summarise release files, build demo inputs."""
+"""``action100m``: validate and summarise release files, build demo inputs, list
+the parameters."""
 
 from __future__ import annotations
 
@@ -132,6 +133,21 @@ def _tiny_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _params(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from action100m.core.param_table import format_markdown, format_text, replace_tables
+
+    if args.write is None:
+        print(format_markdown() if args.format == "markdown" else format_text(), end="")
+        return 0
+    target = Path(args.write)
+    text = target.read_text(encoding="utf-8")
+    target.write_text(replace_tables(text, format_markdown()), encoding="utf-8")
+    print(f"{target}: parameter tables written")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="action100m", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -205,6 +221,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tiny.add_argument("--out", default="data/06_models")
     tiny.set_defaults(func=_tiny_models)
+
+    params = sub.add_parser(
+        "params",
+        help="every parameter: type, default, allowed values, whether it changes "
+        "results, meaning",
+    )
+    params.add_argument("--format", choices=("text", "markdown"), default="text")
+    params.add_argument(
+        "--write",
+        metavar="FILE",
+        help="write the markdown tables between the params markers of FILE "
+        "(e.g. README.md)",
+    )
+    params.set_defaults(func=_params)
     return parser
 
 

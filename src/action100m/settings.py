@@ -3,6 +3,7 @@
 from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
+from action100m.runtime.freshness import FreshnessHook
 from action100m.runtime.mlflow_params import FlatParamsMlflowHook
 from action100m.runtime.model_folders import ModelFolderHook
 from action100m.runtime.progress import ProgressHook
@@ -13,6 +14,7 @@ from action100m.runtime.tracking import RunTrackingHook, artifact_location
 # the plugin itself.
 HOOKS = (
     RunChecksHook(),
+    FreshnessHook(),
     ModelFolderHook(),
     FlatParamsMlflowHook(),
     RunTrackingHook(),

@@ -21,10 +21,11 @@ import fsspec
 from kedro.io import AbstractDataset
 
 from action100m.datasets.atomic import atomic_open
+from action100m.datasets.stale import Renewable
 from action100m.release.fiftyone_format import dataset_metadata
 
 
-class FiftyOneDatasetDir(AbstractDataset[Iterable[dict], list[dict]]):
+class FiftyOneDatasetDir(Renewable, AbstractDataset[Iterable[dict], list[dict]]):
     """``metadata.json`` + ``samples.json`` in FiftyOne's ``FiftyOneDataset`` layout."""
 
     def __init__(self, *, path: str, metadata: dict[str, Any] | None = None) -> None:

@@ -23,10 +23,13 @@ bounded name, its first bytes plus ``~`` and a hash of the whole uid; the record
 beside it keeps the full uid.
 
 A save that ends with every video's partition in place writes ``_SUCCESS``; a
-save that starts removes it. The dataset "exists" for Kedro only with that
-marker, so ``kedro run --only-missing-outputs`` reruns a node exactly when some
-video lacks its output (a crash mid-save, a recorded failure), and the per-video
-skip then computes only those videos.
+save that starts removes it. Told what the run expects (``expect``: the
+manifest's videos and the fingerprint each one's record must have), the dataset
+"exists" for Kedro only when every one of those videos has a partition made that
+way; otherwise only with the marker. So ``kedro run --only-missing-outputs``
+reruns a node exactly when some video lacks its output (a crash mid-save, a
+deleted file, a recorded failure) or has one made otherwise, and the per-video
+skip then computes only those videos (see :mod:`action100m.runtime.freshness`).
 
 Example YAML::
 
@@ -43,7 +46,7 @@ import io
 import json
 import logging
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import fsspec
@@ -52,6 +55,7 @@ from kedro.io import AbstractDataset, DatasetError
 
 from action100m.core.errors import VideoFailure
 from action100m.datasets.atomic import atomic_open
+from action100m.datasets.stale import Renewable
 from action100m.runtime.fingerprint import differences
 
 logger = logging.getLogger(__name__)
@@ -148,7 +152,9 @@ def load_upstream(
     return loaders[uid]()
 
 
-class VideoPartitionsDataset(AbstractDataset[dict[str, Any], PartitionLoaders]):
+class VideoPartitionsDataset(
+    Renewable, AbstractDataset[dict[str, Any], PartitionLoaders]
+):
     """One JSON or NPZ file per video, loaded lazily, saved lazily and atomically.
 
     Args:
@@ -184,6 +190,7 @@ class VideoPartitionsDataset(AbstractDataset[dict[str, Any], PartitionLoaders]):
             self._path, **(credentials or {}), **(fs_args or {})
         )
         self.metadata = metadata
+        self._expected: dict[str, str | None] | None = None
 
     @property
     def location(self) -> str:
@@ -282,6 +289,21 @@ class VideoPartitionsDataset(AbstractDataset[dict[str, Any], PartitionLoaders]):
     def exists_partition(self, video_uid: str) -> bool:
         return self._fs.exists(self.partition_path(video_uid))
 
+    def is_current(self, video_uid: str, fingerprint: str | None) -> bool:
+        """Whether the video's partition is there, made as ``fingerprint`` says
+        (``None``: however it was made)."""
+        if not self.exists_partition(video_uid):
+            return False
+        return (
+            fingerprint is None
+            or (self.made_by(video_uid) or {}).get("fingerprint") == fingerprint
+        )
+
+    def expect(self, fingerprints: Mapping[str, str | None]) -> None:
+        """The videos this run needs and the fingerprint each one's output must
+        have (``None``: any output will do); ``exists()`` then checks them all."""
+        self._expected = dict(fingerprints)
+
     # --------------------------------------------------------------- writing
     def _write(self, path: str, value: Any) -> None:
         with atomic_open(self._fs, path) as handle:
@@ -301,15 +323,14 @@ class VideoPartitionsDataset(AbstractDataset[dict[str, Any], PartitionLoaders]):
         todo, reused, changed = [], 0, {}
         expected = getattr(data, "made_by", None)
         for uid in data:
-            if self._skip_existing and self._fs.exists(self.partition_path(uid)):
-                want = expected(uid) if expected else None
-                have = self.made_by(uid) if want else None
-                if want is None or (have or {}).get("fingerprint") == want.get(
-                    "fingerprint"
-                ):
-                    reused += 1
-                    continue
-                changed[uid] = differences(have, want)
+            want = expected(uid) if expected and self._skip_existing else None
+            if self._skip_existing and self.is_current(
+                uid, None if want is None else want.get("fingerprint")
+            ):
+                reused += 1
+                continue
+            if want is not None and self.exists_partition(uid):
+                changed[uid] = differences(self.made_by(uid), want)
             todo.append(uid)
         if changed and getattr(data, "on_changed", "recompute") == "stop":
             uid, lines = next(iter(changed.items()))
@@ -375,6 +396,8 @@ class VideoPartitionsDataset(AbstractDataset[dict[str, Any], PartitionLoaders]):
         )
 
     def _exists(self) -> bool:
+        if self._expected is not None:
+            return all(self.is_current(u, f) for u, f in self._expected.items())
         return self._fs.exists(posixpath.join(self._root, DONE_MARKER))
 
     def was_saved(self) -> bool:

@@ -22,9 +22,10 @@ from kedro.io import AbstractDataset
 
 from action100m.core.schema import RELEASE_SCHEMA
 from action100m.datasets.atomic import atomic_open
+from action100m.datasets.stale import Renewable
 
 
-class _FileDataset(AbstractDataset):
+class _FileDataset(Renewable, AbstractDataset):
     def __init__(
         self,
         *,

@@ -14,24 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from typing import Any
 
-# Parameters that change how fast or where work runs, never what it produces.
-OPERATIONAL = frozenset(
-    {
-        "batch_size",
-        "num_gpus",
-        "device",
-        "max_concurrency",
-        "timeout_s",
-        "max_attempts",
-        "backoff_s",
-        "cache_dir",
-        "api_key_env",
-        "base_url",
-        "videos_in_flight",
-    }
-)
+from pydantic import BaseModel
+
+from action100m.core.params import changes_results
 
 
 def digest(value: Any) -> str:
@@ -40,21 +28,32 @@ def digest(value: Any) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
-def result_settings(params: Any) -> Any:
-    """``params`` (a pydantic model or plain data) without operational keys."""
-    if hasattr(params, "model_dump"):
-        params = params.model_dump()
-    if isinstance(params, dict):
-        return {
-            key: result_settings(value)
-            for key, value in params.items()
-            if key not in OPERATIONAL
-        }
-    return params
+def result_settings(params: BaseModel, exclude: Iterable[str] = ()) -> dict[str, Any]:
+    """The fields of ``params`` that change results, nested sections included.
+
+    Which fields count is declared once, on the fields themselves
+    (:func:`~action100m.core.params.setting` or
+    :func:`~action100m.core.params.tuning`); ``exclude`` drops top-level fields
+    (e.g. a section fingerprinted by another stage).
+    """
+    kept: dict[str, Any] = {}
+    for name, field in type(params).model_fields.items():
+        if name in exclude:
+            continue
+        value = getattr(params, name)
+        if isinstance(value, BaseModel):
+            kept[name] = result_settings(value)
+        elif changes_results(field):
+            kept[name] = value
+    return kept
 
 
 def stage_identity(
-    stage: str, params: Any, section: str | None = None, prompt_hash: str | None = None
+    stage: str,
+    params: BaseModel,
+    section: str | None = None,
+    prompt_hash: str | None = None,
+    exclude: Iterable[str] = (),
 ) -> dict[str, Any]:
     """What makes every output of ``stage``, apart from its inputs.
 
@@ -64,6 +63,7 @@ def stage_identity(
         section: The top-level parameter key of ``params`` (``segmentation``,
             ``captioning``, ``aggregation``), to resolve the models it names.
         prompt_hash: The hash of the prompt templates the stage uses.
+        exclude: Top-level fields of ``params`` that this stage does not use.
 
     Returns:
         ``stage``, ``settings``, ``models`` (id and revision per role) and
@@ -71,11 +71,11 @@ def stage_identity(
     """
     from action100m.runtime.tracking import model_identities
 
-    dumped = params.model_dump() if hasattr(params, "model_dump") else params
+    dumped = params.model_dump(exclude=set(exclude))
     models = model_identities({section: dumped}) if section else {}
     return {
         "stage": stage,
-        "settings": result_settings(params),
+        "settings": result_settings(params, exclude),
         "models": models,
         "prompt": prompt_hash,
     }

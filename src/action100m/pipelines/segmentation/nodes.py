@@ -124,7 +124,7 @@ def embed_frames(
         for v in video_manifest
     }
     identity = stage_identity(
-        "frame_embeddings", params.model_dump(exclude={"tree"}), "segmentation"
+        "frame_embeddings", params, "segmentation", exclude={"tree"}
     )
     rows = {v["video_uid"]: v for v in video_manifest}
     results = map_videos(
