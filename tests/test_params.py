@@ -152,3 +152,34 @@ def test_params_command_prints_every_parameter():
         line for line in lines if line.startswith("segmentation.frame_stride ")
     )
     assert stride.split()[1:5] == ["int", "4", ">=", "1"] and " yes " in stride
+
+
+def test_model_constructors_repeat_no_default_of_their_parameters():
+    """A model built without ``from_params`` gets the defaults a run gets."""
+    import inspect
+
+    from action100m.core.params import EmbedderParams, LlamaParams, LLMParams, PLMParams
+    from action100m.models.captioners import OpenAICaptioner, TransformersCaptioner
+    from action100m.models.embedders import VJEPA2Embedder
+    from action100m.models.llm import clients
+
+    pairs = [
+        (TransformersCaptioner, PLMParams),
+        (TransformersCaptioner, LlamaParams),
+        (OpenAICaptioner, PLMParams),
+        (VJEPA2Embedder, EmbedderParams),
+        (clients.ChatClient, LLMParams),
+        (clients.OpenAIChatClient, LLMParams),
+    ]
+    drift = []
+    for model, params in pairs:
+        for name, arg in inspect.signature(model.__init__).parameters.items():
+            field = params.model_fields.get(name)
+            if field is None or arg.default is inspect.Parameter.empty:
+                continue
+            default = field.get_default(call_default_factory=True)
+            if isinstance(arg.default, tuple):
+                default = tuple(default)
+            if arg.default != default:
+                drift.append(f"{model.__name__}.{name}={arg.default!r}, {default!r}")
+    assert drift == [], drift

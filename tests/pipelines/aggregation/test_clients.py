@@ -10,7 +10,7 @@ import socket
 import pyarrow.parquet as pq
 import pytest
 
-from action100m.core.params import AggregationParams
+from action100m.core.params import AggregationParams, LLMParams
 from action100m.core.tree import SegmentTree
 from action100m.models.llm.cache import ResponseCache, request_key
 from action100m.models.llm.clients import (
@@ -127,7 +127,9 @@ def test_cache_replays_without_sending_twice(tmp_path):
     assert again["gpt"] == first["gpt"]
 
 
-FIRST_ASKED = {"temperature": 0.0, "max_tokens": 4096, "seed": 0}
+# the chat client's default budget is the run's (LLMParams)
+MAX_TOKENS = LLMParams().max_tokens
+FIRST_ASKED = {"temperature": 0.0, "max_tokens": MAX_TOKENS, "seed": 0}
 
 
 @pytest.mark.parametrize("fault", ["500", "429", "malformed"])
@@ -146,7 +148,10 @@ def test_an_answer_got_on_a_retry_is_cached_under_the_request_first_asked(
     stored = ResponseCache(str(tmp_path)).get(
         request_key("test-model", MESSAGES, FIRST_ASKED)
     )
-    answered = {"temperature": 0.3 if fault == "malformed" else 0.0, "max_tokens": 4096}
+    answered = {
+        "temperature": 0.3 if fault == "malformed" else 0.0,
+        "max_tokens": MAX_TOKENS,
+    }
     assert stored["attempts"] == 2 and stored["request"] == answered
     assert (again.attempts, again.request, again.cached) == (2, answered, True)
     assert again.annotation == first.annotation and not first.cached
@@ -198,7 +203,7 @@ def test_a_cache_of_the_earlier_format_is_replayed(tmp_path):
     answer per attempt, each under that attempt's own request."""
     cache = ResponseCache(str(tmp_path))
     answer = annotation_answer({"messages": MESSAGES})
-    retried = {"temperature": 0.3, "max_tokens": 4096, "seed": 1}
+    retried = {"temperature": 0.3, "max_tokens": MAX_TOKENS, "seed": 1}
     for params, text in ((FIRST_ASKED, "not JSON"), (retried, answer)):
         key = request_key("test-model", MESSAGES, params)
         cache.put(key, {"text": text, "finish_reason": "stop", "usage": {}})
@@ -533,7 +538,6 @@ def test_client_keeps_max_concurrency_requests_in_flight():
 
 
 def test_chat_clients_are_built_from_their_parameters(monkeypatch, tmp_path):
-    from action100m.core.params import LLMParams
     from action100m.models.llm.factory import make_chat_client
 
     monkeypatch.setenv("MY_KEY", "secret")

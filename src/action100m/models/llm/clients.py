@@ -186,12 +186,12 @@ class ChatClient(StageModel, ABC):
         model: str,
         max_attempts: int = 5,
         temperature: float = 0.0,
-        max_tokens: int = 4096,
+        max_tokens: int = 8192,
         backoff_s: float = 1.0,
         cache: ResponseCache | None = None,
         seed: int = 0,
         retry_temperatures: tuple[float, ...] = (0.3, 0.6, 0.9),
-        max_tokens_limit: int | None = None,
+        max_tokens_limit: int | None = 32768,
     ) -> None:
         super().__init__()
         self.model = model
