@@ -226,7 +226,8 @@ def calibrate(run: dict[str, Any], card: Card, models=None) -> dict[str, float]:
     for role, counts in run["work"]["new"].items():
         if role in models:
             predicted = roofline_seconds(role, counts, card, models)
-            found[role] = float(f"{measured_seconds(run, role) / predicted:.5g}")
+            if predicted > 0:  # a role with no work calibrates nothing
+                found[role] = float(f"{measured_seconds(run, role) / predicted:.5g}")
     return found
 
 
@@ -242,7 +243,7 @@ def calibrated_card(
     """``card`` with its calibration measured by the ``gpu_cost`` run ``run``,
     and its YAML text."""
     card.calibration = calibrate(run, card)
-    card.calibrated_from, card.measured_on = source, measured_on
+    card.calibrated_from, card.measured_on, card.note = source, measured_on, None
     header = (
         f"{card.name}: peak bf16 FLOP/s and memory bandwidth from the datasheet;\n"
         f"calibration = measured / roofline seconds per role, from the gpu_cost run\n"
@@ -253,8 +254,13 @@ def calibrated_card(
     return card, card_text(card, header)
 
 
-def write_card(path: str | os.PathLike, run: dict, source: str, measured_on: str,
-               template: Card | None = None) -> Card:  # fmt: skip
+def write_card(
+    path: str | os.PathLike,
+    run: dict,
+    source: str,
+    measured_on: str,
+    template: Card | None = None,
+) -> Card:
     """Write (or update) the card at ``path`` with ``run``'s calibration; a new
     card takes its rates from ``template``."""
     path = Path(path)
