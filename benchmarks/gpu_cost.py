@@ -20,6 +20,9 @@ with each captioner's slot occupancy (tokens made per paid row-step); exits 1 if
 any request failed. ``--old-seconds`` runs the old settings on a shorter video
 of the same density (they are slow: a 60 s video takes minutes of GPU time). ``--tiny``
 runs the same code on CPU with the tiny models (random weights, tiny configs).
+On stderr, each model's measured seconds beside its roofline and calibrated
+prediction (``action100m.runtime.cost``, the card of the GPU); ``--write-card
+conf/cards/<gpu>.yml`` writes that card's calibration measured by this run.
 
     PYTHONPATH=src python -m benchmarks.gpu_cost [--seconds 60] [--out FILE.json]
     PYTHONPATH=src python -m benchmarks.gpu_cost --tiny
@@ -473,6 +476,23 @@ def same_captions(old: dict, new: dict) -> str:
     return f"{same}/{len(old['captions'])} nodes"
 
 
+def report_prediction(summary: dict, args: argparse.Namespace) -> None:
+    """Roofline and calibrated seconds per role beside the measured ones (the
+    real-size models' facts applied to this run's counters; a tiny run's
+    counters are the tiny models'), and the card written with ``--write-card``."""
+    from action100m.runtime import cost
+
+    found = cost.card_for_device(summary["device"])
+    card = found or cost.load_card("h200")
+    say(f"roofline on {card.name} from this run's counters:\n"
+        + cost.measured_vs_predicted(summary, card))  # fmt: skip
+    if args.write_card:
+        source = args.out or "benchmarks/gpu_cost.py run"
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        written = cost.write_card(args.write_card, summary, source, today, found)
+        say(f"{args.write_card}: calibration {written.calibration}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tiny", action="store_true", help="CPU run, tiny models")
@@ -499,6 +519,11 @@ def main(argv: list[str] | None = None) -> int:
         "(captioning.videos_in_flight); figures stay per video",
     )
     parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--write-card",
+        default=None,
+        help="write (or update) this card YAML with the calibration measured here",
+    )
     args = parser.parse_args(argv)
     new = NEW | {"llama_cache": "static" if args.llama_static_cache else None}
     if args.tiny:  # CPU: fewer slots than a minute's nodes, so requests wait
@@ -567,6 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         with open(args.out, "w") as handle:
             handle.write(text)
+    report_prediction(summary, args)
     failed = sum(summary["failed_requests"].values())
     if failed:
         print(f"{failed} requests failed", file=sys.stderr)  # noqa: T201

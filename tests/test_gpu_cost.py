@@ -8,7 +8,8 @@ import pytest
 
 
 @pytest.mark.slow
-def test_gpu_cost_tiny_run_shares_the_prefill_with_the_same_captions(tmp_path):
+def test_gpu_cost_tiny_run_shares_the_prefill_with_the_same_captions(tmp_path, capsys):
+    from action100m.console import main as console
     from benchmarks.gpu_cost import LEAVES_PER_MINUTE, main
 
     out = tmp_path / "cost.json"
@@ -30,3 +31,7 @@ def test_gpu_cost_tiny_run_shares_the_prefill_with_the_same_captions(tmp_path):
     for stage in ("stage1", "stage2", "stages_1_2"):
         assert report[stage]["old_gpu_hours_per_video_hour"] > 0
         assert report[stage]["new_over_old"] > 0
+    # The real-size models' roofline and the H200's calibration, from its counters.
+    assert "roofline on H200 from this run's counters" in capsys.readouterr().err
+    assert console(["estimate-cost", "--from", str(out)]) == 0
+    assert "total (stages 1+2)" in capsys.readouterr().out

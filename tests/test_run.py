@@ -214,6 +214,10 @@ def test_demo_run_logs_stage_costs_quality_and_work(demo_run):
     assert summary["metrics"]["videos"] == 3
     # One vision pass of 32 frames per node: caption and action share it.
     assert metrics["work.plm.frames"] == 32 * summary["metrics"]["nodes"]
+    # The summary file carries the same counters (`action100m estimate-cost --from`).
+    assert summary["work"] == pytest.approx(
+        {k: v for k, v in metrics.items() if k.startswith("work.")}
+    )
 
 
 @pytest.mark.slow

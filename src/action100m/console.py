@@ -148,6 +148,43 @@ def _params(args: argparse.Namespace) -> int:
     return 0
 
 
+def _estimate_cost(args: argparse.Namespace) -> int:
+    from action100m.runtime import cost
+
+    try:
+        if args.calibrate_from:
+            card = _calibrate(args)
+            print(f"{cost.card_path(args.card)}: calibration {card.calibration}")
+            return 0
+        card = cost.load_card(args.card)
+        counters, source = cost.load_counters(args.source, card, args.tracking_uri)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        print(f"estimate-cost: {exc}")
+        return 1
+    result = cost.estimate(counters, card)
+    if args.json:
+        print(json.dumps(result | {"card": card.name, "source": source}, indent=1))
+    else:
+        print(cost.format_estimate(result, card, args.video_hours, source))
+    return 0
+
+
+def _calibrate(args: argparse.Namespace):
+    """Write the card's calibration measured by a ``gpu_cost`` run."""
+    import datetime
+    from pathlib import Path
+
+    from action100m.runtime import cost
+
+    path = Path(args.calibrate_from)
+    run = json.loads(path.read_text(encoding="utf-8"))
+    stamp = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.UTC)
+    measured_on = args.measured_on or run.get("date") or stamp.date().isoformat()
+    return cost.write_card(
+        cost.card_path(args.card), run, cost.shown(path), measured_on
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="action100m", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -235,6 +272,29 @@ def build_parser() -> argparse.ArgumentParser:
         "(e.g. README.md)",
     )
     params.set_defaults(func=_params)
+    estimate = sub.add_parser(
+        "estimate-cost",
+        help="GPU-hours of Stages 1+2 for a run's work counters on a card "
+        "(roofline and calibrated)",
+    )
+    estimate.add_argument("--video-hours", type=float, default=1.0)
+    estimate.add_argument(
+        "--card", default="h200", help="conf/cards/<name>.yml or a path"
+    )
+    estimate.add_argument(
+        "--from",
+        dest="source",
+        help="a run_summary.json (or its output folder), an MLflow run id or a "
+        "gpu_cost JSON; default: the run the card was calibrated on",
+    )
+    estimate.add_argument("--tracking-uri", help="MLflow tracking URI for a run id")
+    estimate.add_argument(
+        "--calibrate-from",
+        help="a gpu_cost JSON measured on this card: write the card's calibration",
+    )
+    estimate.add_argument("--measured-on", help="the run's date (default: the file's)")
+    estimate.add_argument("--json", action="store_true", help="print a JSON object")
+    estimate.set_defaults(func=_estimate_cost)
     return parser
 
 

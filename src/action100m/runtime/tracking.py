@@ -233,6 +233,11 @@ class RunTrackingHook:
                 for key in ("video_hours", "videos", "nodes", "llm_requests")
                 if isinstance(found.get(key), int | float)
             }
+            # The models' work so far (the stages' saves ran before this node),
+            # in the summary file too: `action100m estimate-cost --from` reads it.
+            work = RUN_WORK.metrics(self.run_counts.get("video_hours"))
+            if work:
+                summary["work"] = work
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, node=None) -> None:
