@@ -162,9 +162,11 @@ def test_demo_run_writes_viewers_index_and_fiftyone_export(demo_run):
         assert page.startswith("<!DOCTYPE html>")
         assert (out / "timelines" / f"{uid}.png").read_bytes()[:4] == b"\x89PNG"
     index = (out / "index.html").read_text()
-    for uid in cuts:
-        assert f'"viewer": "viewer/{uid}.html"' in index
     assert '"video_uid": "broken", "stage": "ingest"' in index
+    assert '"index/videos-00001.html"' in index
+    listing = (out / "index" / "videos-00001.html").read_text()
+    for uid in cuts:
+        assert f'"viewer": "../viewer/{uid}.html"' in listing
     samples = json.loads((out / "fiftyone" / "samples.json").read_text())["samples"]
     assert sorted(s["video_uid"] for s in samples) == sorted(cuts)
     for sample, row in zip(samples, demo_run.table.to_pylist(), strict=True):
