@@ -47,6 +47,18 @@ class SegmentationParams(_Params):
     decode_batch: int = Field(16, ge=1)
     embedder: EmbedderParams = Field(default_factory=EmbedderParams)
     tree: TreeParams = Field(default_factory=TreeParams)
+    keep_embeddings: bool = Field(
+        True,
+        description="Keep the frame embeddings in intermediate_frame_embeddings "
+        "(false: only the frame times and the merge tree built from them; the "
+        "segment tree is all later stages read).",
+    )
+    embeddings_dtype: Literal["float16", "float32"] = Field(
+        "float16",
+        description="How kept frame embeddings are stored on disk. The merge tree "
+        "is built in float32 from the embeddings in memory before they are "
+        "stored, so the tree does not depend on it.",
+    )
 
 
 class CaptionerParams(_Params):
