@@ -18,6 +18,7 @@ import pytest
 from action100m.core.schema import RELEASE_SCHEMA
 from action100m.datasets.partitions import DONE_MARKER
 from action100m.release.validation import table_violations
+from action100m.runtime.tracking import stored_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
@@ -216,6 +217,15 @@ def test_demo_run_logs_stage_costs_quality_and_work(demo_run):
     assert summary["metrics"]["videos"] == 3
     # One vision pass of 32 frames per node: caption and action share it.
     assert metrics["work.plm.frames"] == 32 * summary["metrics"]["nodes"]
+    # Bytes on disk per video-hour of every intermediate and of the release.
+    out, hours = demo_run.out, summary["metrics"]["video_hours"]
+    for name, path in (
+        ("intermediate_frame_embeddings", out / "intermediate" / "frame_embeddings"),
+        ("intermediate_annotations", out / "intermediate" / "annotations"),
+        ("release_parquet", out / "action100m.parquet"),
+    ):
+        stored = metrics[f"storage.{name}_bytes_per_video_hour"]
+        assert stored == pytest.approx(stored_bytes(str(path)) / hours), name
 
 
 @pytest.mark.slow
