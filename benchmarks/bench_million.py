@@ -324,9 +324,9 @@ def step_manifest(root: Path) -> dict[str, Any]:
     from action100m.datasets import JSONLinesDataset, VideoFolderDataset
 
     listed = VideoFolderDataset(path=str(root / "videos")).load()
-    rows = _manifest(root)
-    JSONLinesDataset(filepath=str(root / "manifest_copy.jsonl")).save(rows)
-    return {"videos": len(listed), "rows": len(_manifest(root))}
+    JSONLinesDataset(filepath=str(root / "manifest_copy.jsonl")).save(_manifest(root))
+    rows = JSONLinesDataset(filepath=str(root / "manifest_copy.jsonl")).load()
+    return {"videos": len(listed), "rows": len(rows)}
 
 
 def step_listing(root: Path) -> dict[str, Any]:
@@ -343,7 +343,7 @@ class _IntakeWorker:
         return {**self.result, "video_uid": uid}
 
 
-def _captions_work(root: Path, rows: list[dict[str, Any]], trees):
+def _captions_work(root: Path, rows: list[dict[str, Any]], trees, executor: Any = None):
     from functools import partial
 
     from action100m.core.params import ExecutorParams
@@ -356,7 +356,7 @@ def _captions_work(root: Path, rows: list[dict[str, Any]], trees):
         "captioning",
         {r["video_uid"]: partial(str, r["video_uid"]) for r in rows},
         partial(_IntakeWorker, result),
-        ExecutorParams(),
+        executor or ExecutorParams(),
         made_by=lambda uid: captions_record(trees.fingerprint(uid)),
     )
 
@@ -371,17 +371,42 @@ def step_decisions(root: Path) -> dict[str, Any]:
     return {**dataset.counts, "submitted": len(work.submitted)}
 
 
-def step_intake(root: Path) -> dict[str, Any]:
-    """Every video's Stage 2 result through ``map_videos`` into a fresh folder."""
+def _intake(root: Path, executor: Any = None) -> dict[str, Any]:
+    """Every video's Stage 2 result through ``map_videos`` into a fresh folder.
+
+    The rate counts from the first video stored to the last, so it leaves out
+    starting the workers.
+    """
+    from action100m.datasets import VideoPartitionsDataset
+
+    stamps: list[float] = []
+
+    class Timed(VideoPartitionsDataset):
+        def _store(self, *args: Any) -> bool:
+            done = super()._store(*args)
+            stamps.append(time.perf_counter())
+            return done
+
     rows = _manifest(root)
     trees = _partitions(root, "segment_trees").load()
-    dataset = _partitions(root, "captions_intake")
-    work = _captions_work(root, rows, trees)
-    start = time.perf_counter()
-    dataset.save(work)
-    seconds = time.perf_counter() - start
-    shutil.rmtree(root / "intermediate" / "captions_intake")
-    return {"written": dataset.counts["written"], "videos_per_s": len(rows) / seconds}
+    folder = root / "intermediate" / "captions_intake"
+    dataset = Timed(path=str(folder))
+    dataset.save(_captions_work(root, rows, trees, executor))
+    shutil.rmtree(folder)
+    rate = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0
+    return {"written": dataset.counts["written"], "videos_per_s": rate}
+
+
+def step_intake(root: Path) -> dict[str, Any]:
+    return _intake(root)
+
+
+def step_intake_ray(root: Path) -> dict[str, Any]:
+    """:func:`step_intake` from two Ray actors on this machine."""
+    from action100m.core.params import ExecutorParams, RayParams
+
+    ray = RayParams(workers=2, num_cpus=0.5, max_in_flight=8)
+    return _intake(root, ExecutorParams(kind="ray", ray=ray))
 
 
 def run_export(root: Path, out: Path) -> dict[str, Any]:
@@ -596,10 +621,17 @@ PRELOAD = (
     "action100m.runtime.tracking",
 )
 STEP_PRELOAD = {
+    "intake_ray": ("ray",),
     "mlflow": ("mlflow",),
     "resampling": ("action100m.pipelines.resampling.nodes", "sklearn.cluster"),
     "stats": ("action100m.release.stats",),
     "card": ("yaml", "action100m.release.dataset_card"),
+}
+
+
+# Run only when named with --steps.
+OPTIONAL_STEPS: dict[str, Callable[[Path], dict[str, Any]]] = {
+    "intake_ray": step_intake_ray,
 }
 
 
@@ -610,7 +642,7 @@ def _run_step(name: str, root: str) -> dict[str, Any]:
     for module in PRELOAD + STEP_PRELOAD.get(name, ()):
         importlib.import_module(module)
     sys.addaudithook(_Touches.hook)
-    step = {**STEPS, **HEAVY_STEPS}[name]
+    step = {**STEPS, **HEAVY_STEPS, **OPTIONAL_STEPS}[name]
     before = (_Touches.opened, _Touches.listed)
     start = time.perf_counter()
     result = step(Path(root))
@@ -735,7 +767,12 @@ def run(
     fabricated = {}
     plan = [(n, STEPS, "n") for n in ns] + [(n, HEAVY_STEPS, "heavy") for n in heavy_ns]
     for n, steps, kind in plan:
-        chosen = [name for name in steps if only is None or name in only]
+        named = [*steps, *(OPTIONAL_STEPS if kind == "heavy" else ())]
+        chosen = [
+            name
+            for name in named
+            if (name in only if only else name not in OPTIONAL_STEPS)
+        ]
         if not chosen:
             continue
         root = work / f"{kind}{n}"
@@ -769,7 +806,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the fabricated runs")
     parser.add_argument(
-        "--steps", nargs="+", choices=[*STEPS, *HEAVY_STEPS], help="only these"
+        "--steps",
+        nargs="+",
+        choices=[*STEPS, *HEAVY_STEPS, *OPTIONAL_STEPS],
+        help="only these",
     )
     parser.add_argument(
         "--out", type=Path, default=None, help="write the results (JSON)"
