@@ -343,7 +343,13 @@ class _IntakeWorker:
         return {**self.result, "video_uid": uid}
 
 
-def _captions_work(root: Path, rows: list[dict[str, Any]], trees, executor: Any = None):
+def _captions_work(
+    root: Path,
+    rows: list[dict[str, Any]],
+    trees,
+    executor: Any = None,
+    worker: type = _IntakeWorker,
+):
     from functools import partial
 
     from action100m.core.params import ExecutorParams
@@ -355,7 +361,7 @@ def _captions_work(root: Path, rows: list[dict[str, Any]], trees, executor: Any 
     return map_videos(
         "captioning",
         {r["video_uid"]: partial(str, r["video_uid"]) for r in rows},
-        partial(_IntakeWorker, result),
+        partial(worker, result),
         executor or ExecutorParams(),
         made_by=lambda uid: captions_record(trees.fingerprint(uid)),
     )
@@ -371,7 +377,7 @@ def step_decisions(root: Path) -> dict[str, Any]:
     return {**dataset.counts, "submitted": len(work.submitted)}
 
 
-def _intake(root: Path, executor: Any = None) -> dict[str, Any]:
+def _intake(root: Path, executor: Any = None, worker: type = _IntakeWorker) -> dict:
     """Every video's Stage 2 result through ``map_videos`` into a fresh folder.
 
     The rate counts from the first video stored to the last, so it leaves out
@@ -391,7 +397,7 @@ def _intake(root: Path, executor: Any = None) -> dict[str, Any]:
     trees = _partitions(root, "segment_trees").load()
     folder = root / "intermediate" / "captions_intake"
     dataset = Timed(path=str(folder))
-    dataset.save(_captions_work(root, rows, trees, executor))
+    dataset.save(_captions_work(root, rows, trees, executor, worker))
     shutil.rmtree(folder)
     rate = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0
     return {"written": dataset.counts["written"], "videos_per_s": rate}
@@ -405,8 +411,13 @@ def step_intake_ray(root: Path) -> dict[str, Any]:
     """:func:`step_intake` from two Ray actors on this machine."""
     from action100m.core.params import ExecutorParams, RayParams
 
+    # The actors unpickle the worker by its module's name: make it importable.
+    paths = [str(ROOT), str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    from benchmarks.bench_million import _IntakeWorker as worker
+
     ray = RayParams(workers=2, num_cpus=0.5, max_in_flight=8)
-    return _intake(root, ExecutorParams(kind="ray", ray=ray))
+    return _intake(root, ExecutorParams(kind="ray", ray=ray), worker)
 
 
 def run_export(root: Path, out: Path) -> dict[str, Any]:
@@ -575,8 +586,9 @@ def step_mlflow(root: Path) -> dict[str, Any]:
 
     from action100m.runtime.tracking import storage_metrics
 
-    rows = _manifest(root)
-    video_hours = sum(r["duration"] for r in rows) / 3600
+    # The run's hours come from its summary; the manifest is not read again.
+    videos = sum(1 for _ in os.scandir(root / "videos"))
+    video_hours = videos * sample_statistics()["minutes"] / 60
     folders = {
         f"intermediate_{stage}": str(root / "intermediate" / stage) for stage in STAGES
     }
@@ -801,7 +813,7 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, nargs="+", default=[1000, 10000, 100000])
+    parser.add_argument("--n", type=int, nargs="*", default=[1000, 10000, 100000])
     parser.add_argument("--heavy-n", type=int, nargs="*", default=[100, 300, 1000])
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the fabricated runs")
