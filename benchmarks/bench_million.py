@@ -72,7 +72,6 @@ DEFAULTS = {
         "action_actor": 5.0,
     },
 }
-GPT_MIN_S = 4.0  # nodes at least this long get a gpt field
 WORDS = (
     "person hand table knife onion board pan stir cut pour water bowl slowly then "
     "picks places turns camera kitchen wooden bright light left right opens closes "
@@ -80,7 +79,7 @@ WORDS = (
 ).split()
 STAGES = ("segment_trees", "captions", "annotations")
 GOAL_EXPONENT, GOAL_RSS_RATIO, GOAL_INCREMENTAL = 1.1, 1.5, 0.05
-TOOLS_FINGERPRINT = {"stage": "captions", "settings": {"fabricated": True}}
+CAPTIONS_IDENTITY = {"stage": "captions", "settings": {"fabricated": True}}
 
 
 # ------------------------------------------------------------------ statistics
@@ -156,6 +155,8 @@ def template_tree(uid: str, stats: dict[str, Any], seed: int = 0):
 
 def template_outputs(uid: str, stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """One video's partition of each stage, shaped as the pipeline writes them."""
+    from action100m.core.tree import GPT_MIN_S
+
     rng = random.Random(1)
     words = stats["words"]
     tree = template_tree(uid, stats)
@@ -211,7 +212,7 @@ def captions_record(tree_fingerprint: str | None) -> dict[str, Any]:
     """The record the ``decisions`` step expects of a video's captions."""
     from action100m.runtime.fingerprint import made_by
 
-    return made_by(TOOLS_FINGERPRINT, {"segment_trees": tree_fingerprint})
+    return made_by(CAPTIONS_IDENTITY, {"segment_trees": tree_fingerprint})
 
 
 def _uid(index: int) -> str:
