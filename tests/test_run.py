@@ -18,6 +18,7 @@ import pytest
 from action100m.core.schema import RELEASE_SCHEMA
 from action100m.datasets.partitions import DONE_MARKER
 from action100m.release.validation import table_violations
+from action100m.runtime.tracking import stored_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
@@ -162,9 +163,11 @@ def test_demo_run_writes_viewers_index_and_fiftyone_export(demo_run):
         assert page.startswith("<!DOCTYPE html>")
         assert (out / "timelines" / f"{uid}.png").read_bytes()[:4] == b"\x89PNG"
     index = (out / "index.html").read_text()
-    for uid in cuts:
-        assert f'"viewer": "viewer/{uid}.html"' in index
     assert '"video_uid": "broken", "stage": "ingest"' in index
+    assert '"index/videos-00001.html"' in index
+    listing = (out / "index" / "videos-00001.html").read_text()
+    for uid in cuts:
+        assert f'"viewer": "../viewer/{uid}.html"' in listing
     samples = json.loads((out / "fiftyone" / "samples.json").read_text())["samples"]
     assert sorted(s["video_uid"] for s in samples) == sorted(cuts)
     for sample, row in zip(samples, demo_run.table.to_pylist(), strict=True):
@@ -218,6 +221,15 @@ def test_demo_run_logs_stage_costs_quality_and_work(demo_run):
     assert summary["work"] == pytest.approx(
         {k: v for k, v in metrics.items() if k.startswith("work.")}
     )
+    # Bytes on disk per video-hour of every intermediate and of the release.
+    out, hours = demo_run.out, summary["metrics"]["video_hours"]
+    for name, path in (
+        ("intermediate_frame_embeddings", out / "intermediate" / "frame_embeddings"),
+        ("intermediate_annotations", out / "intermediate" / "annotations"),
+        ("release_parquet", out / "action100m.parquet"),
+    ):
+        stored = metrics[f"storage.{name}_bytes_per_video_hour"]
+        assert stored == pytest.approx(stored_bytes(str(path)) / hours), name
 
 
 @pytest.mark.slow

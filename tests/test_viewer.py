@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 import urllib.parse
@@ -15,7 +16,12 @@ from action100m.console import main
 from action100m.core.tree import Node, SegmentTree
 from action100m.datasets import PartitionLoaders
 from action100m.pipelines.export.nodes import render_views
-from action100m.release.run_index import render_run_index, video_entry
+from action100m.release.run_index import (
+    PAGE_SIZE,
+    PAGES_FOLDER,
+    render_run_index,
+    video_entry,
+)
 from action100m.release.viewer import render_html, render_timeline_png
 
 HOSTILE = "<script>alert(1)</script>"
@@ -142,7 +148,8 @@ def test_viewer_video_plays_whatever_the_file_name(tmp_path, cut_videos):
         assert 'data-state="error"' not in dom
 
 
-def _index(tmp_path: Path) -> Path:
+def _index(tmp_path: Path, page_size: int = PAGE_SIZE) -> Path:
+    """The run index of the awkward names, written as the evaluation saves it."""
     entries = [
         video_entry(
             {
@@ -163,18 +170,28 @@ def _index(tmp_path: Path) -> Path:
             "field": "gpt",
             "reason": "failed after 5 attempts: HTTP 500",
         },
+        {"video_uid": "gone", "stage": "segmentation", "reason": "no frames"},
     ]
     metrics = {"invariant_pass_rate": 1.0, "videos": 4, "na_rate": None}
     path = tmp_path / "out" / "index.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_run_index(entries, errors, metrics))
+    (path.parent / PAGES_FOLDER).mkdir(parents=True, exist_ok=True)
+    summary, pages = render_run_index(entries, errors, metrics, page_size=page_size)
+    path.write_text(summary)
+    for name, page in pages.items():
+        (path.parent / PAGES_FOLDER / f"{name}.html").write_text(page())
     return path
 
 
-def test_index_page_embeds_no_live_markup(tmp_path):
-    page = _index(tmp_path).read_text()
-    assert page.count("<script") == 2
-    assert HOSTILE not in page and CLOSER not in page
+def test_index_pages_embed_no_live_markup(tmp_path):
+    index = _index(tmp_path)
+    for page in (index, *(index.parent / PAGES_FOLDER).iterdir()):
+        text = page.read_text()
+        assert text.count("<script") == 2, page
+        assert HOSTILE not in text and CLOSER not in text
+
+
+def _hrefs(html_text: str) -> list[str]:
+    return [h.split('"')[0] for h in html_text.split('href="')[1:]]
 
 
 @needs_chromium
@@ -187,19 +204,85 @@ def test_index_lists_videos_and_failures_sorted_and_linked(tmp_path, cut_videos)
             render_timeline_png(_hostile_tree())
         )
     index = _index(tmp_path)
-    dom = browser_dom(index.as_uri() + "#sort=-duration", tmp_path / "profile")
+    summary = browser_dom(index.as_uri(), tmp_path / "profile")
+    assert "invariant_pass_rate" in summary and "4 videos, 3 failures" in summary
+    assert "&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;" in summary
+    assert "failed after 5 attempts: HTTP 500" in summary and "aggregation" in summary
+    assert _hrefs(summary) == [f"{PAGES_FOLDER}/videos-00001.html"]
+    listing = index.parent / PAGES_FOLDER / "videos-00001.html"
+    dom = browser_dom(listing.as_uri() + "#sort=-duration", tmp_path / "profile")
     body = dom.split('<table id="videos">')[1].split("</table>")[0]
     rows = body.split("<tr>")[2:]  # after the heading row
     durations = [float(r.split('class="num">')[1].split("<")[0]) for r in rows]
     assert len(rows) == len(AWKWARD_NAMES)
     assert durations == sorted(durations, reverse=True) and len(set(durations)) > 1
     assert 'data-dir="desc"' in body
-    # Titles and reasons are text; every link resolves to its file.
+    # Titles are text; every link resolves to its file.
     assert "&lt;script&gt;alert(1)&lt;/script&gt; a#b" in body
-    assert "&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;" in dom
-    assert "failed after 5 attempts: HTTP 500" in dom and "aggregation" in dom
-    hrefs = [h.split('"')[0] for h in body.split('href="')[1:]]
+    hrefs = _hrefs(body)
     assert len(hrefs) == 2 * len(AWKWARD_NAMES)
-    for href in hrefs:
-        assert (index.parent / urllib.parse.unquote(href)).is_file(), href
-    assert "invariant_pass_rate" in dom and "4 videos, 2 failures" in dom
+    for href in [*hrefs, *_hrefs(dom)]:
+        assert (listing.parent / urllib.parse.unquote(href)).is_file(), href
+
+
+def _data(page: Path) -> dict:
+    """The JSON block a run-index page renders from."""
+    block = page.read_text().split('<script id="data" type="application/json">')[1]
+    return json.loads(block.split("</script>")[0])
+
+
+def test_index_pages_a_large_run_failures_first(tmp_path):
+    index = _index(tmp_path, page_size=2)
+    pages = index.parent / PAGES_FOLDER
+    assert sorted(p.name for p in pages.iterdir()) == [
+        "failures-00002.html",
+        "videos-00001.html",
+        "videos-00002.html",
+    ]
+    summary = _data(index)
+    assert summary["counts"] == "4 videos, 3 failures"
+    assert [e["video_uid"] for e in summary["errors"]] == ["broken", "a#b"]
+    assert summary["error_pages"] == [[f"{PAGES_FOLDER}/failures-00002.html", "3-3"]]
+    assert summary["video_pages"] == [
+        [f"{PAGES_FOLDER}/videos-00001.html", "1-2"],
+        [f"{PAGES_FOLDER}/videos-00002.html", "3-4"],
+    ]
+    first, second = (
+        _data(pages / "videos-00001.html"),
+        _data(pages / "videos-00002.html"),
+    )
+    # The video with a failed node comes first; every video is listed once.
+    assert first["videos"][0]["video_uid"] == "a#b"
+    assert first["videos"][0]["failed"] == 1
+    listed = [v["video_uid"] for v in first["videos"] + second["videos"]]
+    assert sorted(listed) == sorted(AWKWARD_NAMES)
+    assert first["counts"] == "videos 1-2 of 4"
+    assert first["nav"] == [["../index.html", "summary"], ["videos-00002.html", "next"]]
+    assert second["nav"] == [
+        ["../index.html", "summary"],
+        ["videos-00001.html", "previous"],
+    ]
+    last = _data(pages / "failures-00002.html")
+    assert [e["reason"] for e in last["errors"]] == ["no frames"]
+    assert last["counts"] == "failures 3-3 of 3"
+    assert last["nav"] == [["../index.html", "summary"]]
+
+
+def test_index_page_size_stays_bounded(tmp_path):
+    """A listing page holds PAGE_SIZE videos however many the run has."""
+    entries = (
+        {
+            "video_uid": f"v{i:07d}",
+            "title": "t",
+            "duration": 1.0,
+            "nodes": 1,
+            "annotated": 0,
+        }
+        for i in range(5 * PAGE_SIZE + 1)
+    )
+    summary, pages = render_run_index(entries, [], {})
+    assert len(pages) == 6 and len(pages["videos-00006"]()) < len(
+        pages["videos-00001"]()
+    )
+    assert len(summary) < 10_000
+    assert pages["videos-00003"]().count('"video_uid": ') == PAGE_SIZE

@@ -110,6 +110,17 @@ class SegmentationParams(_Params):
     tree: TreeParams = Field(
         default_factory=TreeParams, description="The segment tree's rules."
     )
+    keep_embeddings: bool = setting(
+        True,
+        "Keep the frame embeddings in intermediate_frame_embeddings (false: only "
+        "the frame times and the merge tree; the segment tree is all later "
+        "stages read).",
+    )
+    embeddings_dtype: Literal["float16", "float32"] = setting(
+        "float16",
+        "How kept frame embeddings are stored; the merge tree is built in float32 "
+        "before they are stored, so the tree does not depend on it.",
+    )
 
 
 class _Served(_Params):

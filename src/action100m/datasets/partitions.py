@@ -224,12 +224,9 @@ class VideoPartitionsDataset(
 
     def made_by(self, video_uid: str) -> dict[str, Any] | None:
         """The record of what made the video's partition, if there is one."""
-        path = self.record_path(video_uid)
-        if not self._fs.exists(path):
-            return None
-        try:
-            return json.loads(self._fs.cat_file(path))
-        except ValueError:
+        try:  # one read, no separate existence check: a rerun asks per video
+            return json.loads(self._fs.cat_file(self.record_path(video_uid)))
+        except (FileNotFoundError, ValueError):
             return None
 
     def _list(self, folder: str, suffix: str) -> list[str]:

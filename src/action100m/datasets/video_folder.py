@@ -99,9 +99,17 @@ class VideoFolderDataset(AbstractDataset[None, list[VideoSource]]):
         if "://" in self._path and not self._path.startswith("file://"):
             return {}
         root = os.path.realpath(self._root)
-        found = {}
+        found, folders = {}, {}
         for path in paths:
-            real = os.path.realpath(path)
+            folder, name = os.path.split(path)
+            if folder not in folders:  # resolved once per folder
+                folders[folder] = os.path.realpath(folder)
+            # A file that is no link is where its resolved folder is: one lstat.
+            real = (
+                os.path.realpath(path)
+                if os.path.islink(path)
+                else os.path.join(folders[folder], name)
+            )
             if os.path.commonpath([root, real]) != root:
                 found[self._url(path)] = real
         return found

@@ -181,6 +181,7 @@ class VideoWork(dict):
         """Only ``uids`` will be asked for, in this order: look ahead over them."""
         self._order = [uid for uid in uids if uid in self._payloads]
         self._position = {uid: i for i, uid in enumerate(self._order)}
+        self._left = set(self._order) - self._done  # planned, not yet asked for
 
     def made_by(self, uid: str) -> dict[str, Any] | None:
         """What makes ``uid``'s output, or ``None`` if this stage records nothing."""
@@ -202,8 +203,9 @@ class VideoWork(dict):
                 self._pending[other] = self._submit(other)
         waiter = self._pending.pop(uid, None) or self._submit(uid)
         self._done.add(uid)
+        self._left.discard(uid)
         result = waiter()
-        if not self._pending and self._done.issuperset(self._order):
+        if not self._pending and not self._left:
             self._runner.close()  # the stage's last planned video is done
         return result
 

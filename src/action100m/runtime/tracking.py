@@ -140,6 +140,44 @@ def _git_commit() -> str | None:
         return None
 
 
+def stored_bytes(path: str) -> int | None:
+    """Bytes of a local file, or of every file under a local folder (None: absent)."""
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    if not os.path.isdir(path):
+        return None
+    total, folders = 0, [path]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+    return total
+
+
+def storage_metrics(locations: dict[str, str], video_hours: float) -> dict[str, float]:
+    """``storage.<name>_bytes_per_video_hour`` of each local dataset location.
+
+    Args:
+        locations: Dataset name -> its file or folder (``file://`` or a path;
+            other URLs are not measured).
+        video_hours: The run's hours of video.
+
+    Returns:
+        Bytes on disk per hour of video, one metric per dataset found.
+    """
+    metrics = {}
+    for name, location in sorted(locations.items()):
+        if video_hours <= 0 or ("://" in location and not location.startswith("file:")):
+            continue
+        size = stored_bytes(location.removeprefix("file://"))
+        if size is not None:
+            metrics[f"storage.{name}_bytes_per_video_hour"] = size / video_hours
+    return metrics
+
+
 class RunTrackingHook:
     """Per-stage timing and model identities, logged to the active MLflow run."""
 
@@ -152,6 +190,7 @@ class RunTrackingHook:
         self.run_counts: dict[str, float] = {}
         self._catalog: Any = None
         self._saved: set[str] = set()
+        self._stored: dict[str, str] = {}  # dataset name -> its location
         self._params: dict[str, Any] = {}
 
     @hook_impl
@@ -177,6 +216,7 @@ class RunTrackingHook:
         self.resume.clear()
         self._catalog = catalog
         self._saved.clear()
+        self._stored.clear()
         tags = {f"version.{p}": _version(p) for p in PACKAGES}
         tags["git_commit"] = _git_commit() or "unknown"
         from action100m.core.params import PromptParams
@@ -245,6 +285,8 @@ class RunTrackingHook:
         dataset = self._catalog.get(dataset_name) if self._catalog else None
         if ARTIFACT_KEY in (getattr(dataset, "metadata", None) or {}):
             self._saved.add(dataset_name)
+        if isinstance(getattr(dataset, "location", None), str):
+            self._stored[dataset_name] = dataset.location
         counts = getattr(dataset, "counts", None)
         for key, value in (counts or {}).items():
             self.resume[f"outputs.{dataset_name}.{key}"] = value
@@ -253,6 +295,8 @@ class RunTrackingHook:
     def after_pipeline_run(self) -> None:
         self._close()
         metrics = {**self.stage_metrics(), **self.resume}
+        video_hours = self.run_counts.get("video_hours") or 0.0
+        metrics.update(storage_metrics(self._stored, video_hours))
         self._log(lambda mlflow: mlflow.log_metrics(metrics))
         self._log(self._log_artifacts)
 

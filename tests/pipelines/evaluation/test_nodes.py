@@ -47,7 +47,7 @@ def test_metrics_summary_and_index_from_one_pass(release_sample):
     ]
     errors = [{"video_uid": "broken", "stage": "ingest", "reason": "not a video"}]
 
-    metrics, summary, page = evaluate_run(
+    metrics, summary, page, listings = evaluate_run(
         table, annotations, cuts, manifest, errors, SegmentationParams()
     )
     value = {name: m["value"] for name, m in metrics.items()}
@@ -63,4 +63,6 @@ def test_metrics_summary_and_index_from_one_pass(release_sample):
     assert 0 <= value["boundary_f1"] <= 1
     assert value["failed_videos"] == 1
     assert summary["errors"] == errors
-    assert all(r["video_uid"] in page for r in rows) and "broken" in page
+    assert "broken" in page and sorted(listings) == ["videos-00001"]
+    listing = listings["videos-00001"]()
+    assert all(r["video_uid"] in listing for r in rows)

@@ -7,6 +7,7 @@ import pytest
 
 from action100m.core.params import EmbedderParams, SegmentationParams
 from action100m.core.tree import SegmentTree
+from action100m.datasets import VideoPartitionsDataset
 from action100m.media.video import VideoInfo, VideoSource, probe_video, sample_frames
 from action100m.models.embedders import (
     ColorHistogramEmbedder,
@@ -15,7 +16,11 @@ from action100m.models.embedders import (
     make_embedder,
     window_starts,
 )
-from action100m.pipelines.segmentation.nodes import build_tree, embed_video
+from action100m.pipelines.segmentation.nodes import (
+    build_tree,
+    embed_video,
+    stored_embeddings,
+)
 
 DEMO_PARAMS = SegmentationParams(
     frame_stride=4,
@@ -144,3 +149,31 @@ def test_embedders_are_built_from_their_parameters():
     assert (embedder.window, embedder.window_stride) == (3, 2)
     with pytest.raises(ValueError, match="model_id is required"):
         make_embedder(EmbedderParams(backend="vjepa2", model_id=None))
+
+
+@pytest.mark.parametrize(
+    ("keep", "dtype"), [(True, "float16"), (True, "float32"), (False, "float16")]
+)
+def test_stored_embeddings_leave_the_tree_unchanged(cut_videos, tmp_path, keep, dtype):
+    """Float16 on disk, or no embeddings at all: the tree built from float32."""
+    folder, cuts = cut_videos
+    params = DEMO_PARAMS.model_copy(
+        update={"keep_embeddings": keep, "embeddings_dtype": dtype}
+    )
+    embedder = ColorHistogramEmbedder()
+    embedder.ensure_setup()
+    stored = VideoPartitionsDataset(path=str(tmp_path), format="npz")
+    for uid in cuts:
+        video = _video(folder, uid)
+        embedded = embed_video(embedder, video, params)
+        assert embedded["embeddings"].dtype == np.float32
+        before = build_tree(video, embedded, params)  # in memory, in float32
+        stored.save({uid: stored_embeddings(embedded, params)})
+        loaded = stored.load()[uid]()
+        assert build_tree(video, loaded, params) == before, uid
+        if keep:
+            assert loaded["embeddings"].dtype == np.dtype(dtype)
+            assert loaded["embeddings"].shape == embedded["embeddings"].shape
+        else:
+            assert "embeddings" not in loaded
+            assert set(loaded) == {"frame_times", "duration", "linkage"}

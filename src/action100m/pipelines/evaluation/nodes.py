@@ -11,7 +11,7 @@ from action100m.core.params import SegmentationParams
 from action100m.core.tree import SegmentTree
 from action100m.datasets import PartitionLoaders
 from action100m.release.quality import ReleaseMetrics, cut_metrics, refine_metrics
-from action100m.release.run_index import render_run_index, video_entry
+from action100m.release.run_index import RunIndex, video_entry
 from action100m.release.stats import iter_rows
 
 logger = logging.getLogger(__name__)
@@ -24,11 +24,11 @@ def evaluate_run(
     video_manifest: list[dict[str, Any]],
     errors_table: list[dict[str, Any]],
     segmentation: SegmentationParams,
-) -> tuple[dict[str, Any], dict[str, Any], str]:
+) -> tuple[dict[str, Any], dict[str, Any], str, dict[str, Any]]:
     """Quality metrics of this run's release file and intermediate records.
 
     One pass over the release table, a batch of rows at a time: each row feeds
-    the statistics, the invariant check, the boundary metrics and the index page.
+    the statistics, the invariant check, the boundary metrics and the run index.
 
     Args:
         release_parquet: The run's release table.
@@ -39,17 +39,19 @@ def evaluate_run(
         segmentation: Segmentation parameters (the shortest leaf allowed).
 
     Returns:
-        MLflow metrics (``name -> {value, step}``), a summary dict and the run's
-        index page (``index.html``).
+        MLflow metrics (``name -> {value, step}``), a summary dict, the run
+        index's summary page (``index.html``) and its listing pages (``page name
+        -> callable``, rendered as they are saved to ``index/``).
     """
     durations = {v["video_uid"]: v["duration"] for v in video_manifest}
     release = ReleaseMetrics(segmentation.tree.min_segment_s)
-    cut_rows, entries = [], []
+    cut_rows = []
+    index = RunIndex(errors_table, {})
     for row in iter_rows(release_parquet):
         uid = row["video_uid"]
         tree = SegmentTree.from_release_row(row)
         release.add(row, tree)
-        entries.append(video_entry(row, durations.get(uid, tree.root.end)))
+        index.add(video_entry(row, durations.get(uid, tree.root.end)))
         if uid in ground_truth_cuts and uid not in ground_truth_cuts.failed:
             cuts = ground_truth_cuts[uid]().get("cut_times", [])
             if cuts:
@@ -80,4 +82,5 @@ def evaluate_run(
         for name, value in metrics.items()
         if isinstance(value, int | float) and not isinstance(value, bool)
     }
-    return mlflow_metrics, summary, render_run_index(entries, errors_table, metrics)
+    index.metrics = metrics
+    return mlflow_metrics, summary, index.summary_page(), index.listing_pages()

@@ -18,7 +18,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "errors_table",
                     "params:segmentation",
                 ],
-                outputs=["quality_metrics", "run_summary", "run_index_page"],
+                outputs=[
+                    "quality_metrics",
+                    "run_summary",
+                    "run_index_page",
+                    "run_index_pages",
+                ],
                 name="evaluate_run_node",
             )
         ],

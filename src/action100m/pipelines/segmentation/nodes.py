@@ -1,5 +1,11 @@
 """Stage 1: frame embeddings, then a Ward merge tree turned into segments.
 
+The worker that embeds a video also builds its Ward merge tree (``linkage``) from
+the float32 embeddings in memory, and stores it with the frame times; the
+embeddings themselves are stored as ``segmentation.embeddings_dtype`` (float16 by
+default: half the disk) or not at all (``keep_embeddings: false``). The segment
+tree is made from the stored merge tree, so neither setting changes it.
+
 Both nodes return lazy mappings (``video_uid -> callable``) from the one
 scheduler (:func:`~action100m.runtime.executor.map_videos`): each video's work runs when
 its partition is saved, and videos whose output on disk was made with the same
@@ -10,6 +16,8 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+
+import numpy as np
 
 from action100m.core.clustering import temporal_ward_linkage
 from action100m.core.errors import VideoError, VideoFailure, record_failure
@@ -76,6 +84,29 @@ def embed_video(
     }
 
 
+def stored_embeddings(
+    embedded: dict[str, Any], params: SegmentationParams
+) -> dict[str, Any]:
+    """What is kept of a video's embeddings: its merge tree, and them if asked.
+
+    Args:
+        embedded: :func:`embed_video`'s result (float32 embeddings).
+        params: ``keep_embeddings`` and ``embeddings_dtype``.
+
+    Returns:
+        ``frame_times``, ``duration``, ``linkage`` (the Ward merge tree of the
+        float32 embeddings; absent without frames) and, if kept, ``embeddings``
+        in the stored dtype.
+    """
+    embeddings = np.asarray(embedded["embeddings"])
+    stored = {"frame_times": embedded["frame_times"], "duration": embedded["duration"]}
+    if len(embeddings):
+        stored["linkage"] = temporal_ward_linkage(embeddings)
+    if params.keep_embeddings:
+        stored["embeddings"] = embeddings.astype(params.embeddings_dtype)
+    return stored
+
+
 class EmbeddingWorker(StageWorker):
     """Embeds one video per call; the embedder loads once per process or actor."""
 
@@ -95,7 +126,9 @@ class EmbeddingWorker(StageWorker):
         self.embedder.ensure_setup()  # a model that cannot load fails the run
 
         def embed() -> dict[str, Any]:
-            result = embed_video(self.embedder, video, self.params, source)
+            result = stored_embeddings(
+                embed_video(self.embedder, video, self.params, source), self.params
+            )
             return result | {"work": {"embedder": self.embedder.work.take()}}
 
         return record_failure(STAGE, video["video_uid"], embed, video["path"])
@@ -141,10 +174,22 @@ def embed_frames(
 def build_tree(
     video: dict[str, Any], embeddings: dict[str, Any], params: SegmentationParams
 ) -> dict[str, Any]:
-    """Ward merge tree of one video's frames -> its segment tree (as a dict)."""
+    """One video's merge tree -> its segment tree (as a dict).
+
+    Args:
+        video: The video's manifest row.
+        embeddings: ``frame_times``, ``duration`` and the stored ``linkage``, or
+            ``embeddings`` to build it from.
+        params: Segmentation parameters (the tree's).
+
+    Returns:
+        The segment tree as a dict.
+    """
     if len(embeddings["frame_times"]) == 0:
         raise VideoError("no sampled frames")
-    linkage = temporal_ward_linkage(embeddings["embeddings"])
+    linkage = embeddings.get("linkage")
+    if linkage is None:  # embeddings as embed_video returns them
+        linkage = temporal_ward_linkage(embeddings["embeddings"])
     tree = SegmentTree.from_merge_tree(
         video["video_uid"],
         linkage,
