@@ -203,3 +203,15 @@ class DatasetCardParams(_Params):
 
 class ExportParams(_Params):
     card: DatasetCardParams = Field(default_factory=DatasetCardParams)
+    shard_rows: int = Field(
+        1000, ge=1, description="videos (rows) after which a release shard is closed"
+    )
+    shard_bytes: int = Field(
+        256 * 2**20,
+        ge=1,
+        description="compressed bytes after which a release shard is closed",
+    )
+    single_file: bool = Field(
+        False,
+        description="also write every row into <output_dir>/action100m.parquet",
+    )
