@@ -148,6 +148,18 @@ def test_demo_run_writes_release_files(demo_run):
         assert tree_json["video_uid"] == [uid]
     errors = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
     assert [(e["video_uid"], e["stage"]) for e in errors] == [("broken", "ingest")]
+    # The release is shards in the Hub layout, and no single file by default.
+    assert [p.name for p in (out / "data").glob("*.parquet")] == ["train-00000.parquet"]
+    assert not (out / "action100m.parquet").exists()
+
+
+@pytest.mark.slow
+def test_hugging_face_datasets_loads_the_demo_run(demo_run, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    loaded = datasets.load_dataset(
+        str(demo_run.out), split="train", cache_dir=str(tmp_path / "hf_cache")
+    )
+    assert loaded.with_format("arrow")[:].to_pylist() == demo_run.table.to_pylist()
 
 
 @pytest.mark.slow
@@ -235,6 +247,8 @@ def test_a_rerun_recomputes_only_the_deleted_tree(demo_run):
     partitions = sorted((out / "intermediate").rglob("*.npz")) + sorted(
         (out / "intermediate").rglob("*.json")
     )
+    partitions += sorted((out / "data").glob("*.parquet"))  # the release shards
+    partitions += sorted((out / "trees").glob("*.json"))
     stamps = {p: p.stat().st_mtime_ns for p in partitions}
     (out / "intermediate" / "segment_trees" / "cuts_b.json").unlink()
     second = kedro_run(demo_run.tmp, "--env", "demo", "--params", demo_run.params)

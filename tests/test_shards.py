@@ -141,7 +141,9 @@ def test_console_reads_a_folder_of_shards_as_it_reads_one_file(
         out = tmp_path / f"fo_{name}"
         assert main(["fiftyone", str(source), "--out", str(out), "--fps", "30"]) == 0
         assert "6 video samples, 746 annotated segments" in capsys.readouterr().out
-    assert (tmp_path / "folder.html").read_text() == (tmp_path / "file.html").read_text()
+    assert (tmp_path / "folder.html").read_text() == (
+        tmp_path / "file.html"
+    ).read_text()
     samples = [
         FiftyOneDatasetDir(path=str(tmp_path / f"fo_{name}")).load()
         for name in ("folder", "file")
