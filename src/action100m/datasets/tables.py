@@ -234,7 +234,7 @@ class ReleaseShardsDataset(ReleaseSourceDataset):
             metadata=metadata,
         )
         self._single = (
-            None if single_file is None else self._fs._strip_protocol(single_file)
+            None if single_file is None else fsspec.core.strip_protocol(single_file)
         )
 
     def _index_path(self) -> str:
@@ -251,7 +251,12 @@ class ReleaseShardsDataset(ReleaseSourceDataset):
         return self._fs.exists(self._index_path())
 
     def _write(
-        self, name: str, uids: Iterator[str], data: ReleaseRows, limits: bool
+        self,
+        name: str,
+        uids: Iterator[str],
+        data: ReleaseRows,
+        fingerprints: dict[str, str | None],
+        limits: bool,
     ) -> dict[str, Any]:
         """One shard of the videos taken from ``uids``; its index entry."""
         taken: list[str] = []
@@ -270,12 +275,11 @@ class ReleaseShardsDataset(ReleaseSourceDataset):
                 data.shard_rows if limits else None,
                 data.shard_bytes if limits else None,
             )
-        fingerprint = dict(data.videos)
         return {
             "file": name,
             "rows": len(taken),
             "bytes": self._fs.size(path),
-            "videos": [[uid, fingerprint[uid]] for uid in taken],
+            "videos": [[uid, fingerprints[uid]] for uid in taken],
         }
 
     def _unchanged(self, shard: dict[str, Any], members: list[list]) -> bool:
@@ -312,7 +316,9 @@ class ReleaseShardsDataset(ReleaseSourceDataset):
                 reused += 1
             else:
                 uids = iter([uid for uid, _ in members])
-                shards.append(self._write(shard["file"], uids, data, limits=False))
+                shards.append(
+                    self._write(shard["file"], uids, data, current, limits=False)
+                )
                 written += 1
         ordinals = [
             int(m.group(1))
@@ -323,7 +329,8 @@ class ReleaseShardsDataset(ReleaseSourceDataset):
         new = [uid for uid, _ in data.videos if uid not in placed]
         pending, left = iter(new), len(new)
         while left:
-            shard = self._write(SHARD_NAME.format(ordinal), pending, data, limits=True)
+            name = SHARD_NAME.format(ordinal)
+            shard = self._write(name, pending, data, current, limits=True)
             shards.append(shard)
             written += 1
             ordinal += 1

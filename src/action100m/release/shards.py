@@ -59,7 +59,7 @@ def shard_files(
     if fs is None:
         fs, path = fsspec.core.url_to_fs(text)
     else:
-        path = fs._strip_protocol(text)
+        path = fsspec.core.strip_protocol(text)
     if globlib.has_magic(path):
         found = fs.glob(path)
     elif fs.isdir(path):

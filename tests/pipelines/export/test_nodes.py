@@ -11,6 +11,7 @@ from action100m.pipelines.export.nodes import (
     collect_errors,
     export_video_trees,
     release_shards,
+    render_views,
 )
 from tests.pipelines.aggregation.test_prompts import captioned_tree
 
@@ -119,12 +120,22 @@ def test_release_rows_join_every_stage_and_errors_name_each_gap(tmp_path):
 def test_a_tree_is_rebuilt_only_when_a_stage_output_of_it_changed(tmp_path):
     trees, segment_trees, captions, annotations, manifest = _stages(tmp_path)
     release = VideoPartitionsDataset(path=str(tmp_path / "release"))
-    release.save(export_video_trees(segment_trees, captions, annotations, manifest))
+    pages = VideoPartitionsDataset(path=str(tmp_path / "viewer"), format="bytes")
+    images = VideoPartitionsDataset(path=str(tmp_path / "timelines"), format="bytes")
+
+    def export() -> None:
+        release.save(export_video_trees(segment_trees, captions, annotations, manifest))
+        drawn = render_views(release.load(), manifest, str(tmp_path))
+        for dataset, views in zip((pages, images), drawn, strict=True):
+            dataset.save(views)
+
+    export()
     first = dict(release_shards(release.load(), manifest, ExportParams()).videos)
     assert set(first) == {"a", "c"} and None not in first.values()
 
-    release.save(export_video_trees(segment_trees, captions, annotations, manifest))
-    assert release.counts["written"] == 0 and release.counts["reused"] == 2
+    export()
+    for dataset in (release, pages, images):
+        assert dataset.counts["written"] == 0 and dataset.counts["reused"] == 2
 
     # New captions for c (written without a record, as by an older version):
     # c's tree is rebuilt and its fingerprint, which the shards compare, moves.
@@ -136,8 +147,9 @@ def test_a_tree_is_rebuilt_only_when_a_stage_output_of_it_changed(tmp_path):
     )
     rewrite.save({"c": changed})
     captions = VideoPartitionsDataset(path=str(tmp_path / "captions")).load()
-    release.save(export_video_trees(segment_trees, captions, annotations, manifest))
-    assert release.counts["written"] == 1 and release.counts["reused"] == 1
+    export()
+    for dataset in (release, pages, images):
+        assert dataset.counts["written"] == 1 and dataset.counts["reused"] == 1
     again = dict(release_shards(release.load(), manifest, ExportParams()).videos)
     assert again["a"] == first["a"] and again["c"] != first["c"]
     rebuilt = SegmentTree.from_release_json(release.load()["c"]())

@@ -203,8 +203,11 @@ def render_views(
     release_trees: PartitionLoaders,
     video_manifest: list[dict[str, Any]],
     output_dir: str,
-) -> tuple[dict[str, Callable[[], Any]], dict[str, Callable[[], Any]]]:
+) -> tuple[VideoWork, VideoWork]:
     """An HTML viewer and a timeline PNG per exported video (lazy).
+
+    Each is recorded with its tree's fingerprint (and the page with its link
+    to the video), so a rerun redraws only the videos whose tree changed.
 
     Args:
         release_trees: Loaders of the per-video release JSON.
@@ -220,12 +223,27 @@ def render_views(
     def tree(uid: str) -> SegmentTree:
         return SegmentTree.from_release_json(release_trees[uid]())
 
-    def page(uid: str) -> str:
-        link = relative_link(videos[uid]["path"], os.path.join(output_dir, "viewer"))
-        return render_html(tree(uid), link)
+    def link(uid: str) -> str:
+        return relative_link(videos[uid]["path"], os.path.join(output_dir, "viewer"))
 
-    pages = {uid: (lambda uid=uid: page(uid)) for uid in videos}
-    images = {uid: (lambda uid=uid: render_timeline_png(tree(uid))) for uid in videos}
+    def views(view: str, draw: Callable[[str], Any], **inputs: Callable) -> VideoWork:
+        identity = {**EXPORT_IDENTITY, "settings": {"view": view}}
+        return map_videos(
+            STAGE,
+            {uid: (lambda uid=uid: draw(uid)) for uid in videos},
+            lambda: _unchanged,
+            ExecutorParams(),
+            made_by=lambda uid: made_by(
+                identity,
+                {
+                    "release_trees": input_fingerprint(release_trees, uid),
+                    **{name: f(uid) for name, f in inputs.items()},
+                },
+            ),
+        )
+
+    pages = views("html", lambda uid: render_html(tree(uid), link(uid)), link=link)
+    images = views("timeline", lambda uid: render_timeline_png(tree(uid)))
     return pages, images
 
 
