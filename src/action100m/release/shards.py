@@ -16,6 +16,7 @@ needs, not the release.
 
 from __future__ import annotations
 
+import contextlib
 import glob as globlib
 import os
 import posixpath
@@ -107,8 +108,10 @@ class ReleaseShards:
         what = "a table" if self._table is not None else f"{len(self.files)} file(s)"
         return f"ReleaseShards({what})"
 
-    def _open(self, file: str) -> pq.ParquetFile:
-        return pq.ParquetFile(self.fs.open(file, "rb"))
+    @contextlib.contextmanager
+    def _open(self, file: str) -> Iterator[pq.ParquetFile]:
+        with self.fs.open(file, "rb") as handle:
+            yield pq.ParquetFile(handle)
 
     def parts(self) -> Iterator[tuple[str, pq.ParquetFile | pa.Table]]:
         """Each file's name and an open :class:`pyarrow.parquet.ParquetFile`
@@ -117,11 +120,8 @@ class ReleaseShards:
             yield "<table>", self._table
             return
         for file in self.files:
-            part = self._open(file)
-            try:
+            with self._open(file) as part:
                 yield file, part
-            finally:
-                part.close()
 
     def schemas(self) -> Iterator[tuple[str, pa.Schema]]:
         """Each file's name and its schema (from the footer only)."""
@@ -198,11 +198,8 @@ class ReleaseShards:
             if self._table is not None:
                 rows = self._table.to_pylist()
             else:
-                part = self._open(self.files[where.file])
-                try:
+                with self._open(self.files[where.file]) as part:
                     rows = part.read_row_group(where.row_group).to_pylist()
-                finally:
-                    part.close()
             self._cached = (key, rows)
         return self._cached[1][where.row]
 

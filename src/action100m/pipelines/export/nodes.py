@@ -125,7 +125,7 @@ def release_shards(
         return SegmentTree.from_release_json(release_trees[uid]()).to_release_row()
 
     return ReleaseRows(
-        videos=[(uid, release_trees.fingerprint(uid)) for uid in uids],
+        videos=[(uid, input_fingerprint(release_trees, uid)) for uid in uids],
         row=row,
         shard_rows=export.shard_rows,
         shard_bytes=export.shard_bytes,
