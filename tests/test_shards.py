@@ -85,6 +85,10 @@ def test_a_path_folder_or_glob_names_the_shards_in_row_order(
         assert release.num_rows == len(sample_rows)
         assert release.video_uids() == [r["video_uid"] for r in sample_rows]
     assert open_release(release_sample).files == [str(release_sample)]
+    # One video's row, found through the row groups' video_uid statistics.
+    for row in sample_rows:
+        assert open_release(preview).find(row["video_uid"]) == row
+    assert open_release(preview).find("absent") is None
     with pytest.raises(ReleaseNotFound, match="no parquet files"):
         open_release(preview / "data" / "none-*.parquet")
     with pytest.raises(ReleaseNotFound, match="no such file"):

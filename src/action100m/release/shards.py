@@ -163,14 +163,21 @@ class ReleaseShards:
 
     def find(self, video_uid: str) -> dict[str, Any] | None:
         """The first row of ``video_uid`` (None if absent), read with a filter:
-        row groups whose ``video_uid`` statistics exclude it are skipped."""
-        condition = ds.field("video_uid") == video_uid
+        a row group whose ``video_uid`` statistics exclude it is skipped, and of
+        a row group that may hold it, ``video_uid`` is read first, then the row."""
         if self._table is not None:
-            found = self._table.filter(condition)
-        else:
-            found = ds.dataset(self.files, format="parquet", filesystem=self.fs)
-            found = found.to_table(filter=condition)
-        return found.slice(0, 1).to_pylist()[0] if found.num_rows else None
+            found = self._table.filter(ds.field("video_uid") == video_uid)
+            return found.slice(0, 1).to_pylist()[0] if found.num_rows else None
+        for _, part in self.parts():
+            for group in range(part.num_row_groups):
+                if not _may_hold(part.metadata.row_group(group), video_uid):
+                    continue
+                uids = part.read_row_group(group, columns=["video_uid"]).column(0)
+                uids = uids.to_pylist()
+                if video_uid in uids:
+                    table = part.read_row_group(group)
+                    return table.slice(uids.index(video_uid), 1).to_pylist()[0]
+        return None
 
     def locate(self) -> dict[str, RowLocation]:
         """``video_uid -> RowLocation`` of every row (only ``video_uid`` is read;
@@ -211,6 +218,19 @@ class ReleaseShards:
         for _, part in self.parts():
             tables.append(part.read(columns=columns))
         return pa.concat_tables(tables) if tables else pa.table({})
+
+
+def _may_hold(group: pq.RowGroupMetaData, video_uid: str) -> bool:
+    """Whether a row group's ``video_uid`` statistics allow the uid (True
+    without statistics)."""
+    for index in range(group.num_columns):
+        column = group.column(index)
+        if column.path_in_schema == "video_uid":
+            stats = column.statistics
+            if stats is None or not stats.has_min_max:
+                return True
+            return stats.min <= video_uid <= stats.max
+    return True
 
 
 ReleaseSource = str | os.PathLike | pa.Table | ReleaseShards
