@@ -24,10 +24,10 @@ demo: setup
 	$(BIN)/action100m demo-footage --out $(DEMO_VIDEOS)
 	$(BIN)/action100m tiny-models --out data/06_models
 	$(BIN)/kedro run --env demo --params "videos_dir=$(DEMO_VIDEOS),output_dir=$(DEMO_OUTPUT)"
-	$(BIN)/action100m validate --strict $(DEMO_OUTPUT)/action100m.parquet
-	$(BIN)/action100m stats $(DEMO_OUTPUT)/action100m.parquet
+	$(BIN)/action100m validate --strict $(DEMO_OUTPUT)/data
+	$(BIN)/action100m stats $(DEMO_OUTPUT)/data
 	@echo
-	@echo "Release parquet : $(DEMO_OUTPUT)/action100m.parquet"
+	@echo "Release shards  : $(DEMO_OUTPUT)/data/*.parquet (datasets.load_dataset(\"$(DEMO_OUTPUT)\"), card: README.md)"
 	@echo "Per-video trees : $(DEMO_OUTPUT)/trees/"
 	@echo "Errors table    : $(DEMO_OUTPUT)/errors.jsonl"
 	@echo "Run index       : $(DEMO_OUTPUT)/index.html (every video and failure)"

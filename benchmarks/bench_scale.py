@@ -187,11 +187,10 @@ def bare_loop(videos: Path, label: str) -> tuple[float, float, Path]:
 
 
 def same_release(a: Path, b: Path) -> bool:
-    import pyarrow.parquet as pq
+    """The same rows in a run's shards (``data/``) or a bare loop's one file."""
+    from action100m.release.shards import read_release
 
-    return pq.read_table(a / "action100m.parquet").equals(
-        pq.read_table(b / "action100m.parquet")
-    )
+    return read_release(a).equals(read_release(b))
 
 
 def overhead(args: argparse.Namespace) -> None:

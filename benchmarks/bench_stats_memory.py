@@ -1,18 +1,20 @@
-"""Peak memory of ``stats`` and the evaluation on a large synthetic release table.
+"""Peak memory of the release readers as the release grows.
 
-Writes a release-schema parquet of 20,000 videos (31 nodes each, captions on
-every node, ``gpt`` on the internal nodes), then measures, each in a fresh
-process, the peak RSS of
+Writes synthetic releases (trees of ``2^(depth+1) - 1`` nodes, captions on
+every node, ``gpt`` on the internal nodes of at least 4 s) of each size in
+``--videos`` as shards, with the export's own writer, then measures, each in a
+fresh process, the peak RSS of
 
-- reading the table (what the catalog's ``ReleaseParquetDataset`` does);
-- reading it and computing ``action100m stats`` (one streaming pass);
-- reading it and running the evaluation node (statistics, invariants, index page);
-- reading it and turning it into Python rows at once (``to_pylist``), the way
-  the evaluation used to.
+- ``action100m validate`` (schema and every invariant, a row group at a time);
+- ``action100m stats``;
+- the evaluation node (statistics, invariants, index page);
+- reading the whole release into one Arrow table (what every reader did before
+  it streamed, before turning rows into Python objects), for contrast.
 
-Goal: streaming within 2x of reading the table.
+Goal: the streaming readers' peak flat in the number of videos (last/first
+near 1.0), while the whole table grows with it.
 
-    .venv/bin/python -m benchmarks.bench_stats_memory [--videos 20000]
+    .venv/bin/python -m benchmarks.bench_stats_memory [--videos 1000 4000] [--depth 8]
 """
 
 from __future__ import annotations
@@ -22,12 +24,9 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from action100m.core.schema import RELEASE_SCHEMA
 from action100m.core.tree import make_node_id
 
 WORDS = (
@@ -42,7 +41,7 @@ def _text(rng_state: int, words: int) -> str:
 
 def _row(index: int, depth: int = 4) -> dict:
     uid = f"video{index:06d}"
-    duration = 60.0 + index % 240
+    duration = 0.6 * 2**depth + index % 240  # leaves of at least 0.6 s
     nodes, spans = [], [(None, 0, 0.0, duration)]
     while spans:
         parent, level, start, end = spans.pop(0)
@@ -88,32 +87,52 @@ def _row(index: int, depth: int = 4) -> dict:
     return {"video_uid": uid, "metadata": metadata, "nodes": nodes}
 
 
-def write_table(path: Path, videos: int, chunk: int = 1000) -> None:
-    with pq.ParquetWriter(path, RELEASE_SCHEMA) as writer:
-        for first in range(0, videos, chunk):
-            rows = [_row(i) for i in range(first, min(first + chunk, videos))]
-            writer.write_table(pa.Table.from_pylist(rows, schema=RELEASE_SCHEMA))
+def write_shards(folder: Path, videos: int, depth: int, shard_rows: int) -> None:
+    """The release of ``videos`` synthetic videos, written by the export's own
+    shard writer (``ReleaseShardsDataset``), one row at a time."""
+    from action100m.datasets import ReleaseShardsDataset
+    from action100m.release.shards import ReleaseRows
+
+    ReleaseShardsDataset(path=str(folder / "data")).save(
+        ReleaseRows(
+            videos=[(f"video{i:06d}", "synthetic") for i in range(videos)],
+            row=lambda uid: _row(int(uid[5:]), depth),
+            shard_rows=shard_rows,
+            shard_bytes=2**40,
+        )
+    )
 
 
 CHILD = """
 import json, resource, sys
-import pyarrow.parquet as pq
 from action100m.datasets import PartitionLoaders
+from action100m.core.params import SegmentationParams
 from action100m.pipelines.evaluation.nodes import evaluate_run
+from action100m.release.shards import open_release, read_release
 from action100m.release.stats import compute_stats
+from action100m.release.validation import check_release
 path, what = sys.argv[1], sys.argv[2]
-table = pq.read_table(path)
-if what == "stats":
-    compute_stats(table)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+if what == "validate":
+    assert not check_release(path).problems
+elif what == "stats":
+    compute_stats(path)
 elif what == "evaluation":
     manifest = [{"video_uid": u, "duration": 60.0}
-                for u in table.column("video_uid").to_pylist()]
-    evaluate_run(table, PartitionLoaders(), PartitionLoaders(), manifest, [])
-elif what == "to_pylist":
-    rows = table.to_pylist()
+                for u in open_release(path).video_uids()]
+    evaluate_run(path, PartitionLoaders(), PartitionLoaders(), manifest, [],
+                 SegmentationParams())
+elif what == "read":
+    table = read_release(path)
 print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "table_mb": table.nbytes / 2**20}))
+                  "imports_mb": base}))
 """
+READERS = (
+    ("validate", "action100m validate (streaming)"),
+    ("stats", "action100m stats (streaming)"),
+    ("evaluation", "evaluation node (streaming)"),
+    ("read", "the whole table in Arrow"),
+)
 
 
 def peak(path: Path, what: str) -> dict:
@@ -128,30 +147,37 @@ def peak(path: Path, what: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--videos", type=int, default=20_000)
+    parser.add_argument(
+        "--videos", type=int, nargs="+", default=[1000, 4000], help="release sizes"
+    )
+    parser.add_argument(
+        "--depth", type=int, default=8, help="tree depth (2^(depth+1) - 1 nodes)"
+    )
+    parser.add_argument("--shard-rows", type=int, default=256)
     args = parser.parse_args()
+    nodes = 2 ** (args.depth + 1) - 1
+    found: dict[str, list[float]] = {what: [] for what, _ in READERS}
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "release.parquet"
-        write_table(path, args.videos)
-        size = path.stat().st_size / 2**20
-        read = peak(path, "read")
-        print(
-            f"{args.videos} videos, 31 nodes each: parquet {size:.0f} MB, "
-            f"in memory {read['table_mb']:.0f} MB"
-        )
-        print(f"  read the table:              peak RSS {read['peak_mb']:7.0f} MB")
-        for what, label in (
-            ("stats", "read + stats (streaming):   "),
-            ("evaluation", "read + evaluation node:     "),
-            ("to_pylist", "read + to_pylist (before):  "),
-        ):
-            found = peak(path, what)
-            ratio = found["peak_mb"] / read["peak_mb"]
-            goal = " (goal <= 2)" if what != "to_pylist" else ""
+        for videos in args.videos:
+            out = Path(folder) / str(videos)
+            started = time.perf_counter()
+            write_shards(out, videos, args.depth, args.shard_rows)
+            size = sum(p.stat().st_size for p in (out / "data").glob("*.parquet"))
             print(
-                f"  {label} peak RSS {found['peak_mb']:7.0f} MB, "
-                f"{ratio:.2f}x reading{goal}"
+                f"{videos} videos of {nodes} nodes: {size / 2**20:.0f} MB in "
+                f"{len(list((out / 'data').glob('*.parquet')))} shards "
+                f"(written in {time.perf_counter() - started:.0f} s)"
             )
+            for what, _ in READERS:
+                result = peak(out, what)
+                found[what].append(result["peak_mb"])
+            print(f"  imports alone: peak RSS {result['imports_mb']:.0f} MB")
+    sizes = " / ".join(f"{v:,}" for v in args.videos)
+    print(f"\npeak RSS (MB) at {sizes} videos, last/first:")
+    for what, label in READERS:
+        peaks = found[what]
+        shown = " / ".join(f"{p:7.0f}" for p in peaks)
+        print(f"  {label:<34} {shown}   {peaks[-1] / peaks[0]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -61,21 +61,41 @@ def test_statistics_add_hours_and_depth(release_sample):
 
 
 def test_export_pipeline_writes_the_card_beside_the_fiftyone_folder():
-    (node,) = [n for n in create_pipeline().nodes if n.outputs == ["dataset_card"]]
+    (node,) = [n for n in create_pipeline().nodes if "dataset_card" in n.outputs]
+    assert node.outputs == ["dataset_card", "release_card"]
     assert "release_parquet" in node.inputs and "params:export" in node.inputs
     catalog = yaml.safe_load((ROOT / "conf" / "base" / "catalog.yml").read_text())
     folder = catalog["fiftyone_dataset"]["path"]
     assert catalog["dataset_card"]["filepath"] == f"{folder}/README.md"
+    # The release card sits in the output folder, above the shards it names.
+    shards = catalog["release_parquet"]["path"]
+    assert catalog["release_card"]["filepath"] == shards.replace("/data", "/README.md")
 
 
-def card_for(table, params: dict) -> str:
+def card_for(table, params: dict, shards: bool = False) -> str:
     return write_dataset_card(
         table,
         SegmentationParams.model_validate(params["segmentation"]),
         CaptioningParams.model_validate(params["captioning"]),
         AggregationParams.model_validate(params["aggregation"]),
         ExportParams.model_validate(params["export"]),
-    )
+    )[shards]
+
+
+def test_release_card_names_the_shards_for_datasets(release_sample):
+    params = conf_params("demo")
+    fiftyone_header, _ = split_card(card_for(pq.read_table(release_sample), params))
+    header, body = split_card(card_for(release_sample, params, shards=True))
+    assert "configs" not in fiftyone_header
+    assert header["configs"] == [
+        {
+            "config_name": "default",
+            "data_files": [{"split": "train", "path": "data/*.parquet"}],
+        }
+    ]
+    assert 'load_dataset("PATH", split="train")' in header["dataset_summary"]
+    assert "with 6 videos" in body and "`nodes` (list of struct)" in body
+    assert header["license"] == fiftyone_header["license"]
 
 
 def test_card_of_a_demo_run_names_its_models_and_licence(release_sample, tmp_path):

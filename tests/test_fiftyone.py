@@ -26,6 +26,7 @@ from action100m.release.fiftyone_format import (
     transcript_entries,
     video_sample,
 )
+from action100m.release.shards import read_release
 from tests.pipelines.aggregation.test_prompts import captioned_tree
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -367,7 +368,7 @@ def test_demo_run_exports_every_field_and_a_card(tmp_path, cut_videos, tiny_mode
     assert bare["title"] is None and bare["upload_date"] is None
     assert bare["transcript"] is None and bare["transcript_segments"] is None
     assert full["full_video_url"] is None  # "cuts_a" is no YouTube id
-    table = pq.read_table(out / "action100m.parquet").to_pylist()
+    table = read_release(out).to_pylist()
     for row in table:
         sample = loaded["samples"][row["video_uid"]]
         assert sample["tree_depth"] == max(n["level"] for n in row["nodes"])

@@ -17,6 +17,7 @@ import pytest
 
 from action100m.core.schema import RELEASE_SCHEMA
 from action100m.datasets.partitions import DONE_MARKER
+from action100m.release.shards import read_release
 from action100m.release.validation import table_violations
 from action100m.runtime.tracking import stored_bytes
 
@@ -124,7 +125,7 @@ def demo_run(tmp_path_factory, cut_videos, tiny_models) -> DemoRun:
     run = kedro_run(tmp, "--env", "demo", "--params", params)
     assert run.returncode == 0, run.stderr[-3000:]
     return DemoRun(
-        tmp, out, params, cuts, pq.read_table(out / "action100m.parquet"),
+        tmp, out, params, cuts, read_release(out),
         project_files() - before,
     )  # fmt: skip
 
@@ -148,6 +149,18 @@ def test_demo_run_writes_release_files(demo_run):
         assert tree_json["video_uid"] == [uid]
     errors = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
     assert [(e["video_uid"], e["stage"]) for e in errors] == [("broken", "ingest")]
+    # The release is shards in the Hub layout, and no single file by default.
+    assert [p.name for p in (out / "data").glob("*.parquet")] == ["train-00000.parquet"]
+    assert not (out / "action100m.parquet").exists()
+
+
+@pytest.mark.slow
+def test_hugging_face_datasets_loads_the_demo_run(demo_run, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    loaded = datasets.load_dataset(
+        str(demo_run.out), split="train", cache_dir=str(tmp_path / "hf_cache")
+    )
+    assert loaded.with_format("arrow")[:].to_pylist() == demo_run.table.to_pylist()
 
 
 @pytest.mark.slow
@@ -250,6 +263,8 @@ def test_a_rerun_recomputes_only_the_deleted_tree(demo_run):
     partitions = sorted((out / "intermediate").rglob("*.npz")) + sorted(
         (out / "intermediate").rglob("*.json")
     )
+    partitions += sorted((out / "data").glob("*.parquet"))  # the release shards
+    partitions += sorted((out / "trees").glob("*.json"))
     stamps = {p: p.stat().st_mtime_ns for p in partitions}
     (out / "intermediate" / "segment_trees" / "cuts_b.json").unlink()
     second = kedro_run(demo_run.tmp, "--env", "demo", "--params", demo_run.params)
@@ -261,7 +276,7 @@ def test_a_rerun_recomputes_only_the_deleted_tree(demo_run):
     assert (out / "intermediate" / "segment_trees" / "cuts_b.json").exists()
     captions = out / "intermediate" / "captions" / "cuts_b.json"
     assert captions.stat().st_mtime_ns == stamps[captions]
-    assert pq.read_table(out / "action100m.parquet").equals(demo_run.table)
+    assert read_release(out).equals(demo_run.table)
 
 
 @pytest.mark.slow
@@ -458,7 +473,7 @@ def two_videos(tmp_path_factory, cut_videos, tiny_models):
         root, "--env", "demo", "--params", f"{settings},output_dir={reference}"
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return settings, pq.read_table(reference / "action100m.parquet")
+    return settings, read_release(reference)
 
 
 def _kill_a_busy_ray_worker(process: subprocess.Popen, timeout_s: float) -> str:
@@ -510,7 +525,7 @@ def test_ray_executor_survives_a_killed_worker_and_equals_local(tmp_path, two_vi
         assert process.wait(timeout=600) == 0, log.read_text()[-3000:]
     output = log.read_text()
     assert "Started a local Ray instance" in output, killed
-    assert pq.read_table(out / "action100m.parquet").equals(reference)
+    assert read_release(out).equals(reference)
     errors = out / "errors.jsonl"
     assert not errors.exists() or errors.read_text().strip() == ""
     # What the models did inside the actors reaches the run's metrics.
@@ -544,7 +559,7 @@ def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, two_vid
     # (how many videos it finished in between depends on the machine's speed).
     assert list(captions.glob("*.json"))
     assert not (captions / DONE_MARKER).exists()
-    assert not (out / "action100m.parquet").exists()
+    assert not list(out.glob("data/*.parquet"))
 
     # Kedro's own skip agrees with the per-video one: captioning is incomplete.
     again = kedro_run(
@@ -554,7 +569,7 @@ def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, two_vid
     )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "caption_trees_node" in again.stdout + again.stderr
-    assert pq.read_table(out / "action100m.parquet").equals(reference)
+    assert read_release(out).equals(reference)
     leftovers = [
         p
         for p in out.rglob("*")
@@ -601,7 +616,7 @@ def test_a_full_then_read_only_disk_stops_cleanly_and_resumes(tmp_path, two_vide
         assert full.returncode != 0
         assert "the disk is full. Nothing was left in its place" in full.stderr
         _complete_files_are_whole(out)
-        assert not (out / "action100m.parquet").exists()
+        assert not list(out.glob("data/*.parquet"))
 
         subprocess.run(["mount", "-o", "remount,ro", str(out)], check=True)
         read_only = kedro_run(tmp_path, "--env", "demo", "--params", params)
@@ -611,7 +626,7 @@ def test_a_full_then_read_only_disk_stops_cleanly_and_resumes(tmp_path, two_vide
         subprocess.run(["mount", "-o", "remount,rw,size=64m", str(out)], check=True)
         again = kedro_run(tmp_path, "--env", "demo", "--params", params)
         assert again.returncode == 0, again.stderr[-3000:]
-        assert pq.read_table(out / "action100m.parquet").equals(reference)
+        assert read_release(out).equals(reference)
         _complete_files_are_whole(out)
         assert not (out / "errors.jsonl").read_text().strip()
     finally:
@@ -676,7 +691,7 @@ def test_ray_executor_joins_a_running_two_node_cluster(tmp_path, two_videos):
         )
         assert run.returncode == 0, run.stderr[-3000:]
         assert "Connected to Ray cluster" in run.stdout + run.stderr
-        assert pq.read_table(out / "action100m.parquet").equals(reference)
+        assert read_release(out).equals(reference)
     finally:
         for node in reversed(nodes):
             _stop_process_group(node)

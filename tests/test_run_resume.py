@@ -6,9 +6,9 @@ import json
 import shutil
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
+from action100m.release.shards import read_release
 from tests.pipelines.ingest.test_nodes import hostile_folder
 from tests.test_run import kedro_run, mlflow_runs
 
@@ -37,7 +37,7 @@ def test_a_folder_of_hostile_inputs_finishes_both_good_videos(
     )
     run = kedro_run(tmp_path, "--env", "demo", "--params", params)
     assert run.returncode == 0, run.stderr[-3000:]
-    table = pq.read_table(out / "action100m.parquet")
+    table = read_release(out)
     assert sorted(table.column("video_uid").to_pylist()) == sorted(good)
     errors = [json.loads(line) for line in (out / "errors.jsonl").open()]
     failed = {e["video_uid"] for e in errors if "node_id" not in e}

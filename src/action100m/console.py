@@ -7,25 +7,29 @@ import argparse
 import json
 import sys
 
-import pyarrow.parquet as pq
-
 from action100m.core.params import DatasetCardParams
+from action100m.release.shards import open_release
+
+# Every command that reads a release takes one of these.
+RELEASE_ARG_HELP = (
+    "a release parquet, a folder of shards (its data/*.parquet) or a glob of shards"
+)
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from action100m.release.validation import table_violations
+    from action100m.release.validation import check_release
 
     try:
-        table = pq.read_table(args.file)
+        report = check_release(
+            args.file,
+            require_captions=not args.allow_missing_captions,
+            strict=args.strict,
+            require_gpt=not args.allow_missing_gpt,
+        )
     except Exception as exc:  # noqa: BLE001 - report any unreadable file
         print(f"{args.file}: cannot read parquet: {exc}")
         return 1
-    problems = table_violations(
-        table,
-        require_captions=not args.allow_missing_captions,
-        strict=args.strict,
-        require_gpt=not args.allow_missing_gpt,
-    )
+    problems = report.problems
     if problems:
         print(f"{args.file}: {len(problems)} violation(s)")
         for problem in problems[: args.max_report]:
@@ -33,17 +37,16 @@ def _validate(args: argparse.Namespace) -> int:
         if len(problems) > args.max_report:
             print(f"... and {len(problems) - args.max_report} more")
         return 1
-    nodes = [n for row in table.column("nodes").to_pylist() for n in row or []]
-    no_plm = sum(n["plm_caption"] is None for n in nodes)
+    no_plm = report.without_plm_caption
     note = f"; {no_plm} without plm_caption" if no_plm else ""
-    print(f"{args.file}: valid ({table.num_rows} videos, {len(nodes)} nodes{note})")
+    print(f"{args.file}: valid ({report.videos} videos, {report.nodes} nodes{note})")
     return 0
 
 
 def _stats(args: argparse.Namespace) -> int:
     from action100m.release.stats import compute_stats, format_stats
 
-    stats = compute_stats(pq.read_table(args.file))
+    stats = compute_stats(args.file)
     print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
     return 0
 
@@ -57,17 +60,14 @@ def _demo_footage(args: argparse.Namespace) -> int:
 
 
 def _view(args: argparse.Namespace) -> int:
-    import pyarrow.compute as pc
-
     from action100m.core.tree import SegmentTree
     from action100m.release.viewer import render_html
 
-    table = pq.read_table(args.file)
-    match = table.filter(pc.equal(table.column("video_uid"), args.video_uid))
-    if match.num_rows == 0:
+    row = open_release(args.file).find(args.video_uid)
+    if row is None:
         print(f"{args.file}: no video_uid {args.video_uid!r}")
         return 1
-    tree = SegmentTree.from_release_row(match.to_pylist()[0])
+    tree = SegmentTree.from_release_row(row)
     video = args.video or f"https://www.youtube.com/embed/{args.video_uid}"
     with open(args.out, "w", encoding="utf-8") as handle:
         handle.write(render_html(tree, video))
@@ -102,9 +102,12 @@ def _fiftyone(args: argparse.Namespace) -> int:
             duration=duration,
         )
 
-    table = pq.read_table(args.file)
-    trees = [SegmentTree.from_release_row(row) for row in table.to_pylist()]
-    videos = {t.video_uid: frames(t.video_uid, t) for t in trees}
+    release = open_release(args.file)
+
+    def trees():
+        return (SegmentTree.from_release_row(row) for row in release.rows())
+
+    videos = {t.video_uid: frames(t.video_uid, t) for t in trees()}
     missing = [uid for uid, found in videos.items() if found is None]
     if missing:
         print(
@@ -113,15 +116,20 @@ def _fiftyone(args: argparse.Namespace) -> int:
             "segments on frames without the files"
         )
         return 1
-    FiftyOneDatasetDir(path=args.out).save(
-        video_sample(tree, videos[tree.video_uid]) for tree in trees
-    )
+    annotated = 0
+
+    def samples():
+        nonlocal annotated
+        for tree in trees():
+            annotated += sum(n.gpt is not None for n in tree.nodes)
+            yield video_sample(tree, videos[tree.video_uid])
+
+    FiftyOneDatasetDir(path=args.out).save(samples())
     card = DatasetCardParams(license=args.license, pretty_name=args.name)
     TextFileDataset(filepath=os.path.join(args.out, "README.md")).save(
-        build_dataset_card(table, card)
+        build_dataset_card(release, card)
     )
-    annotated = sum(n.gpt is not None for t in trees for n in t.nodes)
-    print(f"{args.out}: {len(trees)} video samples, {annotated} annotated segments")
+    print(f"{args.out}: {len(videos)} video samples, {annotated} annotated segments")
     return 0
 
 
@@ -192,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser(
         "validate", help="check a parquet against the release schema and invariants"
     )
-    validate.add_argument("file")
+    validate.add_argument("file", help=RELEASE_ARG_HELP)
     validate.add_argument(
         "--allow-missing-captions",
         action="store_true",
@@ -212,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=_validate)
 
     stats = sub.add_parser("stats", help="corpus statistics of a release parquet")
-    stats.add_argument("file")
+    stats.add_argument("file", help=RELEASE_ARG_HELP)
     stats.add_argument("--json", action="store_true", help="print a JSON object")
     stats.set_defaults(func=_stats)
 
@@ -223,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     footage.set_defaults(func=_demo_footage)
 
     view = sub.add_parser("view", help="write a self-contained HTML viewer of one tree")
-    view.add_argument("file")
+    view.add_argument("file", help=RELEASE_ARG_HELP)
     view.add_argument("--video-uid", required=True)
     view.add_argument("--out", required=True)
     view.add_argument("--video", help="video URL or path relative to the page")
@@ -233,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
         "fiftyone",
         help="write a FiftyOne dataset directory (fo.types.FiftyOneDataset)",
     )
-    fiftyone.add_argument("file", help="a release-schema parquet")
+    fiftyone.add_argument("file", help=RELEASE_ARG_HELP)
     fiftyone.add_argument("--out", required=True, help="the dataset directory")
     fiftyone.add_argument(
         "--videos-dir", help="where <video_uid>.<ext> files are (probed for fps)"

@@ -402,6 +402,15 @@ class ExportParams(_Params):
     card: DatasetCardParams = Field(
         default_factory=DatasetCardParams, description="The dataset card."
     )
+    shard_rows: int = tuning(
+        1000, "Videos (rows) after which a release shard is closed.", ge=1
+    )
+    shard_bytes: int = tuning(
+        256 * 2**20, "Compressed bytes after which a release shard is closed.", ge=1
+    )
+    single_file: bool = tuning(
+        False, "Also write every row into <output_dir>/action100m.parquet."
+    )
 
 
 # The typed sections of the parameters, in the order of the pipeline.

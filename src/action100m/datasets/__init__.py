@@ -10,6 +10,8 @@ from action100m.datasets.tables import (
     JSONFileDataset,
     JSONLinesDataset,
     ReleaseParquetDataset,
+    ReleaseShardsDataset,
+    ReleaseSourceDataset,
     TextFileDataset,
 )
 from action100m.datasets.video_folder import VideoFolderDataset
@@ -20,6 +22,8 @@ __all__ = [
     "JSONLinesDataset",
     "PartitionLoaders",
     "ReleaseParquetDataset",
+    "ReleaseShardsDataset",
+    "ReleaseSourceDataset",
     "TextFileDataset",
     "VideoFolderDataset",
     "VideoPartitionsDataset",

@@ -1,9 +1,11 @@
-"""The dataset card (``README.md``) published beside the FiftyOne export.
+"""The dataset cards (``README.md``) of the FiftyOne export and of the release shards.
 
-It follows the layout of the Action100M FiftyOne card: YAML front matter
+Both follow the layout of the Action100M FiftyOne card: YAML front matter
 (licence, tags, size category, a summary with the loading snippet), then a
-description, the sample fields, how the annotations were made (this run's
-models and revisions) and this run's statistics next to the paper's.
+description, the fields, how the annotations were made (this run's models and
+revisions) and this run's statistics next to the paper's. The release card's
+front matter also names the shards (``configs``), so
+``datasets.load_dataset(<output_dir>)`` reads the run's ``data/*.parquet``.
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow as pa
 import yaml
 
 from action100m.core.params import DatasetCardParams
+from action100m.core.schema import METADATA, NODE
 from action100m.release.fiftyone_format import (
     METADATA_SAMPLE_FIELDS,
     TRANSCRIPT_SEGMENTS,
 )
+from action100m.release.shards import SHARD_GLOB, ReleaseSource
 from action100m.release.stats import compute_stats
 from action100m.runtime.tracking import model_identities
 
@@ -129,17 +132,11 @@ def run_models(params: dict[str, Any]) -> list[StageModel]:
     ]
 
 
-def card_statistics(table: pa.Table) -> dict[str, Any]:
-    """:func:`action100m.release.stats.compute_stats` plus hours and mean tree depth."""
-    stats = compute_stats(table)
-    hours = depth = 0.0
-    for nodes in table.column("nodes").to_pylist():
-        if nodes:
-            hours += max(n["end"] for n in nodes) / 3600
-            depth += max(n["level"] for n in nodes)
+def card_statistics(source: ReleaseSource) -> dict[str, Any]:
+    """:func:`action100m.release.stats.compute_stats` (one streaming pass) plus
+    annotated segments per video."""
+    stats = compute_stats(source)
     videos = stats["videos"]
-    stats["video_hours"] = hours
-    stats["mean_tree_depth"] = depth / videos if videos else None
     stats["gpt_nodes_per_video"] = stats["gpt_nodes"] / videos if videos else None
     return stats
 
@@ -190,7 +187,14 @@ def _statistics_table(stats: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _usage(params: DatasetCardParams) -> str:
+def _usage(params: DatasetCardParams, shards: bool = False) -> str:
+    if shards:
+        where = params.hub_repo_id or "PATH"
+        note = "" if params.hub_repo_id else "# the folder with this README and data/\n"
+        return (
+            f"from datasets import load_dataset\n\n{note}"
+            f'dataset = load_dataset("{where}", split="train")'
+        )
     if params.hub_repo_id:
         return (
             "import fiftyone as fo\n"
@@ -218,13 +222,24 @@ _CardDumper.add_representer(
 )
 
 
-def _front_matter(stats: dict[str, Any], params: DatasetCardParams) -> str:
-    summary = (
-        f"This is a [FiftyOne](https://github.com/voxel51/fiftyone) dataset with "
-        f"{stats['videos']} video samples annotated with the Action100M "
-        f"Tree-of-Captions pipeline.\n\n## Usage\n\n```python\n{_usage(params)}\n```\n"
+def _kind(shards: bool, videos: int) -> str:
+    if shards:
+        return f"This is a parquet dataset with {videos} videos"
+    return (
+        "This is a [FiftyOne](https://github.com/voxel51/fiftyone) dataset with "
+        f"{videos} video samples"
     )
-    header = {
+
+
+def _front_matter(
+    stats: dict[str, Any], params: DatasetCardParams, shards: bool
+) -> str:
+    summary = (
+        f"{_kind(shards, stats['videos'])} annotated with the "
+        f"Action100M Tree-of-Captions pipeline.\n\n## Usage\n\n"
+        f"```python\n{_usage(params, shards)}\n```\n"
+    )
+    header: dict[str, Any] = {
         "annotations_creators": ["machine-generated"],
         "language": "en",
         "size_categories": [size_category(stats["videos"])],
@@ -234,6 +249,13 @@ def _front_matter(stats: dict[str, Any], params: DatasetCardParams) -> str:
         "dataset_summary": summary,
         "license": params.license,
     }
+    if shards:
+        header["configs"] = [
+            {
+                "config_name": "default",
+                "data_files": [{"split": "train", "path": SHARD_GLOB}],
+            }
+        ]
     return yaml.dump(
         header, Dumper=_CardDumper, sort_keys=False, allow_unicode=True, width=88
     )
@@ -251,53 +273,13 @@ def _models_section(models: list[StageModel] | None) -> list[str]:
     return lines
 
 
-def render_dataset_card(
-    stats: dict[str, Any],
-    params: DatasetCardParams,
-    models: list[StageModel] | None,
-) -> str:
-    """The dataset card as Markdown with YAML front matter.
-
-    Args:
-        stats: :func:`card_statistics` of the exported release table.
-        params: Licence, name, tags and hub repository of the card.
-        models: The run's models (:func:`run_models`); None when unknown.
-
-    Returns:
-        The ``README.md`` text.
-    """
+def _fiftyone_structure() -> list[str]:
     fields = [
         f"- `{name}` ({ftype.removesuffix('Field').lower()}): {FIELD_NOTES[name]}."
         for name, ftype in METADATA_SAMPLE_FIELDS
     ]
     gpt = [f"- `{name}`: {note}." for name, note in GPT_NOTES.items()]
-    body = [
-        f"# Dataset Card for {params.pretty_name}",
-        "",
-        f"This is a [FiftyOne](https://github.com/voxel51/fiftyone) dataset with "
-        f"{stats['videos']} video samples ({stats['video_hours']:.2f} hours).",
-        "",
-        "## Usage",
-        "",
-        "```bash\npip install -U fiftyone\n```",
-        "",
-        f"```python\n{_usage(params)}\n```",
-        "",
-        "## Dataset Description",
-        "",
-        "Each video carries a Tree-of-Captions: a hierarchical temporal "
-        "segmentation whose segments hold machine-written captions and, for every "
-        "internal segment of at least 4 s, five structured fields (brief and "
-        "detailed summary, brief and detailed action, actor), made with the "
-        "three-stage recipe of Action100M.",
-        "",
-        f"- **Licence:** {params.license}",
-        "- **Language:** en",
-        "- **Recipe:** https://github.com/facebookresearch/Action100M "
-        "(paper: https://arxiv.org/abs/2601.10592)",
-        "",
-        "## Dataset Structure",
-        "",
+    return [
         "Each sample is a video with these fields (null where the video has no "
         "such metadata):",
         "",
@@ -317,6 +299,72 @@ def render_dataset_card(
         "root), `level` (0 = root), `start` and `end` (seconds) as attributes:",
         "",
         *gpt,
+    ]
+
+
+def _shards_structure() -> list[str]:
+    return [
+        f"One row per video, in the shards `{SHARD_GLOB}` (the schema of the "
+        "released Action100M parquet):",
+        "",
+        "- `video_uid` (string): the video's id (its file name without extension).",
+        "- `metadata` (struct): "
+        + ", ".join(f"`{f.name}`" for f in METADATA)
+        + " (null where the video has none).",
+        "- `nodes` (list of struct): the Tree-of-Captions, breadth first, each "
+        "node with " + ", ".join(f"`{f.name}`" for f in NODE) + "; `gpt` holds "
+        "`summary.brief`, `summary.detailed`, `action.brief`, `action.detailed` "
+        "and `action.actor` on internal segments of at least 4 s.",
+    ]
+
+
+def render_dataset_card(
+    stats: dict[str, Any],
+    params: DatasetCardParams,
+    models: list[StageModel] | None,
+    shards: bool = False,
+) -> str:
+    """A dataset card as Markdown with YAML front matter.
+
+    Args:
+        stats: :func:`card_statistics` of the exported release.
+        params: Licence, name, tags and hub repository of the card.
+        models: The run's models (:func:`run_models`); None when unknown.
+        shards: The card of the release shards (``configs`` naming
+            ``data/*.parquet``, a ``datasets`` snippet, the parquet columns)
+            instead of the FiftyOne export's.
+
+    Returns:
+        The ``README.md`` text.
+    """
+    install = "datasets" if shards else "fiftyone"
+    body = [
+        f"# Dataset Card for {params.pretty_name}",
+        "",
+        f"{_kind(shards, stats['videos'])} ({stats['video_hours']:.2f} hours).",
+        "",
+        "## Usage",
+        "",
+        f"```bash\npip install -U {install}\n```",
+        "",
+        f"```python\n{_usage(params, shards)}\n```",
+        "",
+        "## Dataset Description",
+        "",
+        "Each video carries a Tree-of-Captions: a hierarchical temporal "
+        "segmentation whose segments hold machine-written captions and, for every "
+        "internal segment of at least 4 s, five structured fields (brief and "
+        "detailed summary, brief and detailed action, actor), made with the "
+        "three-stage recipe of Action100M.",
+        "",
+        f"- **Licence:** {params.license}",
+        "- **Language:** en",
+        "- **Recipe:** https://github.com/facebookresearch/Action100M "
+        "(paper: https://arxiv.org/abs/2601.10592)",
+        "",
+        "## Dataset Structure",
+        "",
+        *(_shards_structure() if shards else _fiftyone_structure()),
         "",
         "Segments of different levels overlap in time: a parent spans its "
         "children. Filter on `level` for one granularity, or follow `parent_id` to "
@@ -353,13 +401,15 @@ def render_dataset_card(
         f"```bibtex\n{CITATION}\n```",
         "",
     ]
-    return f"---\n{_front_matter(stats, params)}---\n\n" + "\n".join(body)
+    front = _front_matter(stats, params, shards)
+    return f"---\n{front}---\n\n" + "\n".join(body)
 
 
 def build_dataset_card(
-    table: pa.Table,
+    source: ReleaseSource,
     params: DatasetCardParams,
     models: list[StageModel] | None = None,
+    shards: bool = False,
 ) -> str:
-    """The card of a release table: its statistics, then :func:`render_dataset_card`."""
-    return render_dataset_card(card_statistics(table), params, models)
+    """The card of a release: its statistics, then :func:`render_dataset_card`."""
+    return render_dataset_card(card_statistics(source), params, models, shards)

@@ -5,15 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import pyarrow as pa
-
 from action100m.core.tree import SegmentTree
+from action100m.release.shards import ReleaseSource, release_rows
 from action100m.release.stats import (
     PAPER_DURATION_HIST,
     PAPER_NA_RATE,
     PAPER_WORDS,
     CorpusStats,
-    iter_rows,
 )
 
 
@@ -126,13 +124,13 @@ class ReleaseMetrics:
         return metrics
 
 
-def release_metrics(table: pa.Table, min_leaf_s: float = 0.5) -> dict[str, Any]:
-    """Structure and text statistics of a release table, with gaps to the paper.
+def release_metrics(source: ReleaseSource, min_leaf_s: float = 0.5) -> dict[str, Any]:
+    """Structure and text statistics of a release, with gaps to the paper.
 
     ``min_leaf_s`` is the shortest leaf the invariants allow (the run's
     ``segmentation.tree.min_segment_s``; the release's 0.5 s by default).
     """
     metrics = ReleaseMetrics(min_leaf_s)
-    for row in iter_rows(table):
+    for row in release_rows(source):
         metrics.add(row)
     return metrics.result()

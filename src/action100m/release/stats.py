@@ -1,14 +1,12 @@
-"""Corpus statistics of a release-schema table (``action100m stats``)."""
+"""Corpus statistics of a release (``action100m stats``), in one streaming pass."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import pyarrow as pa
 
 from action100m.core.schema import GPT_FIELDS
 from action100m.core.tree import SegmentTree
+from action100m.release.shards import ReleaseSource, release_rows
 
 DURATION_BINS = (
     ("0-3", 0.0, 3.0),
@@ -40,18 +38,13 @@ def _node_texts(node: dict[str, Any]) -> dict[str, str | None]:
     return texts
 
 
-def iter_rows(table: pa.Table, batch_rows: int = 256) -> Iterator[dict[str, Any]]:
-    """The table's rows as dicts, converting ``batch_rows`` at a time."""
-    for batch in table.to_batches(max_chunksize=batch_rows):
-        yield from batch.to_pylist()
-
-
 class CorpusStats:
     """The statistics of :func:`compute_stats`, accumulated one row at a time."""
 
     def __init__(self) -> None:
         self.videos = self.nodes = self.leaves = self.gpt_nodes = 0
         self.na = self.max_depth = 0
+        self.hours = self.depth_sum = 0.0
         self.hist = dict.fromkeys((name for name, _, _ in DURATION_BINS), 0)
         self.words = {f: [0, 0] for f in WORD_FIELDS}
 
@@ -61,7 +54,10 @@ class CorpusStats:
         self.videos += 1
         self.nodes += len(tree.nodes)
         self.leaves += len(tree.leaves())
-        self.max_depth = max(self.max_depth, tree.max_depth() if tree.nodes else 0)
+        depth = tree.max_depth() if tree.nodes else 0
+        self.max_depth = max(self.max_depth, depth)
+        self.depth_sum += depth
+        self.hours += max((n.end for n in tree.nodes), default=0.0) / 3600
         for raw in row["nodes"] or []:
             duration = raw["end"] - raw["start"]
             for name, low, high in DURATION_BINS:
@@ -85,6 +81,8 @@ class CorpusStats:
             "leaves": self.leaves,
             "gpt_nodes": self.gpt_nodes,
             "max_depth": self.max_depth,
+            "video_hours": self.hours,
+            "mean_tree_depth": self.depth_sum / videos if videos else None,
             "nodes_per_video": nodes / videos if videos else 0.0,
             "duration_hist": {
                 k: (v / nodes if nodes else 0.0) for k, v in self.hist.items()
@@ -101,23 +99,24 @@ class CorpusStats:
         }
 
 
-def compute_stats(table: pa.Table) -> dict[str, Any]:
+def compute_stats(source: ReleaseSource) -> dict[str, Any]:
     """Counts, depth, duration histogram, mean words per field and N/A rate.
 
-    One pass over the rows, a batch at a time (never the whole table as Python
-    objects).
+    One pass over the rows, a row group at a time (never the whole release as
+    Python objects).
 
     Args:
-        table: A release-schema table.
+        source: A release file, folder or glob of shards, or a table.
 
     Returns:
         ``videos``, ``nodes``, ``leaves``, ``gpt_nodes``, ``max_depth``,
+        ``video_hours`` (each video's root end), ``mean_tree_depth``,
         ``nodes_per_video``, ``duration_hist`` (fractions of all nodes),
         ``mean_words`` (per field, over nodes where it is present; None if never)
         and ``na_rate`` (share of gpt nodes whose ``action.brief`` is "N/A").
     """
     stats = CorpusStats()
-    for row in iter_rows(table):
+    for row in release_rows(source):
         stats.add(row)
     return stats.result()
 

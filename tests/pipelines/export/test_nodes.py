@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from action100m.core.errors import VideoFailure
+from action100m.core.params import ExportParams
 from action100m.core.tree import SegmentTree
 from action100m.datasets import VideoPartitionsDataset
 from action100m.models.llm.refine import eligible_nodes
 from action100m.pipelines.export.nodes import (
     collect_errors,
     export_video_trees,
-    iter_release_rows,
+    release_shards,
+    render_views,
 )
 from tests.pipelines.aggregation.test_prompts import captioned_tree
 
@@ -94,7 +96,9 @@ def test_release_rows_join_every_stage_and_errors_name_each_gap(tmp_path):
     release.save(export_video_trees(segment_trees, captions, annotations, manifest))
     release_trees = release.load()
 
-    rows = {r["video_uid"]: r for r in iter_release_rows(release_trees, manifest)}
+    shards = release_shards(release_trees, manifest, ExportParams(shard_rows=7))
+    assert shards.shard_rows == 7 and not shards.single_file
+    rows = {uid: shards.row(uid) for uid, _ in shards.videos}
     assert list(rows) == ["a", "c"]  # b's Stage 3 failed as a whole
     tree_a = SegmentTree.from_release_row(rows["a"])
     assert tree_a.violations(require_captions=True) == []
@@ -111,3 +115,43 @@ def test_release_rows_join_every_stage_and_errors_name_each_gap(tmp_path):
     assert by_stage == {("a", "aggregation"), ("b", "aggregation")}
     node_error = next(e for e in errors if e.get("node_id"))
     assert node_error["landed_round"] == 2 and node_error["source"] == "/videos/a.mp4"
+
+
+def test_a_tree_is_rebuilt_only_when_a_stage_output_of_it_changed(tmp_path):
+    trees, segment_trees, captions, annotations, manifest = _stages(tmp_path)
+    release = VideoPartitionsDataset(path=str(tmp_path / "release"))
+    pages = VideoPartitionsDataset(path=str(tmp_path / "viewer"), format="bytes")
+    images = VideoPartitionsDataset(path=str(tmp_path / "timelines"), format="bytes")
+
+    def export() -> None:
+        release.save(export_video_trees(segment_trees, captions, annotations, manifest))
+        drawn = render_views(release.load(), manifest, str(tmp_path))
+        for dataset, views in zip((pages, images), drawn, strict=True):
+            dataset.save(views)
+
+    export()
+    first = dict(release_shards(release.load(), manifest, ExportParams()).videos)
+    assert set(first) == {"a", "c"} and None not in first.values()
+
+    export()
+    for dataset in (release, pages, images):
+        assert dataset.counts["written"] == 0 and dataset.counts["reused"] == 2
+
+    # New captions for c (written without a record, as by an older version):
+    # c's tree is rebuilt and its fingerprint, which the shards compare, moves.
+    changed = captions["c"]()
+    node = next(iter(changed["captions"]))
+    changed["captions"][node]["plm_caption"] = "another caption"
+    rewrite = VideoPartitionsDataset(
+        path=str(tmp_path / "captions"), skip_existing=False
+    )
+    rewrite.save({"c": changed})
+    captions = VideoPartitionsDataset(path=str(tmp_path / "captions")).load()
+    export()
+    for dataset in (release, pages, images):
+        assert dataset.counts["written"] == 1 and dataset.counts["reused"] == 1
+    again = dict(release_shards(release.load(), manifest, ExportParams()).videos)
+    assert again["a"] == first["a"] and again["c"] != first["c"]
+    rebuilt = SegmentTree.from_release_json(release.load()["c"]())
+    by_id = {n.node_id: n for n in rebuilt.nodes}
+    assert by_id[node].plm_caption == "another caption"

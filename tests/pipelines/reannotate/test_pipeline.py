@@ -15,6 +15,7 @@ from action100m.core.tree import SegmentTree
 from action100m.datasets import (
     JSONLinesDataset,
     ReleaseParquetDataset,
+    ReleaseSourceDataset,
     VideoPartitionsDataset,
 )
 from action100m.models.llm.refine import eligible_nodes
@@ -37,7 +38,7 @@ def _catalog(tmp_path, release: str, url: str) -> DataCatalog:
     out = tmp_path / "out"
     return DataCatalog(
         {
-            "release_input": ReleaseParquetDataset(filepath=release),
+            "release_input": ReleaseSourceDataset(filepath=release),
             "intermediate_reannotate_trees": VideoPartitionsDataset(
                 path=str(out / "trees")
             ),
@@ -66,8 +67,12 @@ def test_reannotate_recomputes_gpt_of_exactly_the_eligible_nodes(
     tmp_path, release_sample
 ):
     rows = pq.read_table(release_sample).to_pylist()[:2]
-    source = tmp_path / "two.parquet"
-    pq.write_table(pa.Table.from_pylist(rows, schema=RELEASE_SCHEMA), source)
+    # Two shards in the published preview's layout: <folder>/data/part-NNNNN.parquet
+    source = tmp_path / "preview"
+    (source / "data").mkdir(parents=True)
+    for index, row in enumerate(rows):
+        shard = source / "data" / f"part-{index:05d}.parquet"
+        pq.write_table(pa.Table.from_pylist([row], schema=RELEASE_SCHEMA), shard)
 
     def late_fault(body: dict) -> str | None:  # round 2 fails for nodes at 0 s
         user = body["messages"][1]["content"]

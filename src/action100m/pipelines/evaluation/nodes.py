@@ -5,20 +5,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import pyarrow as pa
-
 from action100m.core.params import SegmentationParams
 from action100m.core.tree import SegmentTree
 from action100m.datasets import PartitionLoaders
 from action100m.release.quality import ReleaseMetrics, cut_metrics, refine_metrics
 from action100m.release.run_index import RunIndex, video_entry
-from action100m.release.stats import iter_rows
+from action100m.release.shards import ReleaseSource, release_rows
 
 logger = logging.getLogger(__name__)
 
 
 def evaluate_run(
-    release_parquet: pa.Table,
+    release_parquet: ReleaseSource,
     annotations: PartitionLoaders,
     ground_truth_cuts: PartitionLoaders,
     video_manifest: list[dict[str, Any]],
@@ -27,11 +25,11 @@ def evaluate_run(
 ) -> tuple[dict[str, Any], dict[str, Any], str, dict[str, Any]]:
     """Quality metrics of this run's release file and intermediate records.
 
-    One pass over the release table, a batch of rows at a time: each row feeds
-    the statistics, the invariant check, the boundary metrics and the run index.
+    One pass over the release shards, a row group at a time: each row feeds
+    the statistics, the invariant check, the boundary metrics and the index page.
 
     Args:
-        release_parquet: The run's release table.
+        release_parquet: The run's release (shards, a file or a table).
         annotations: Stage 3 partitions (every Self-Refine round).
         ground_truth_cuts: ``<uid>.cuts.json`` files (``cut_times``), if any.
         video_manifest: Usable videos of this run.
@@ -47,7 +45,7 @@ def evaluate_run(
     release = ReleaseMetrics(segmentation.tree.min_segment_s)
     cut_rows = []
     index = RunIndex(errors_table, {})
-    for row in iter_rows(release_parquet):
+    for row in release_rows(release_parquet):
         uid = row["video_uid"]
         tree = SegmentTree.from_release_row(row)
         release.add(row, tree)

@@ -6,7 +6,7 @@ from .nodes import (
     collect_errors,
     export_video_trees,
     fiftyone_samples,
-    iter_release_rows,
+    release_shards,
     render_views,
     write_dataset_card,
 )
@@ -27,10 +27,10 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="export_video_trees_node",
             ),
             Node(
-                func=iter_release_rows,
-                inputs=["release_trees", "video_manifest"],
+                func=release_shards,
+                inputs=["release_trees", "video_manifest", "params:export"],
                 outputs="release_parquet",
-                name="write_release_parquet_node",
+                name="write_release_shards_node",
             ),
             Node(
                 func=render_views,
@@ -53,7 +53,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:aggregation",
                     "params:export",
                 ],
-                outputs="dataset_card",
+                outputs=["dataset_card", "release_card"],
                 name="write_dataset_card_node",
             ),
             Node(

@@ -1,4 +1,4 @@
-"""Reannotate: Stage 3 again on an existing release-schema parquet.
+"""Reannotate: Stage 3 again on an existing release (a parquet file or shards).
 
 The input's Stage 1/2 fields are kept as they are; ``gpt`` is recomputed for
 every eligible node (internal, at least 4 s) and nothing else changes. The result
@@ -12,13 +12,12 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-import pyarrow as pa
-
 from action100m.core.params import AggregationParams, ExecutorParams
 from action100m.core.tree import SegmentTree
 from action100m.datasets import PartitionLoaders
 from action100m.datasets.partitions import check_partition_id
 from action100m.pipelines.aggregation.nodes import annotate_trees
+from action100m.release.shards import ReleaseSource, open_release
 from action100m.runtime.executor import VideoWork, map_videos
 from action100m.runtime.fingerprint import digest, made_by
 
@@ -26,30 +25,33 @@ logger = logging.getLogger(__name__)
 STAGE = "reannotate"
 
 
-def split_release(release_input: pa.Table, executor: ExecutorParams) -> VideoWork:
+def split_release(release_input: ReleaseSource, executor: ExecutorParams) -> VideoWork:
     """One release-JSON partition per video of the input (lazy).
 
+    Only the ``video_uid`` column is read up front; each video's row is read
+    when its partition is written (in input order, so each row group once).
+
     Args:
-        release_input: A release-schema table.
+        release_input: A release (a file, shards, or a table).
         executor: Its ``on_changed`` policy (a partition from another input
             file is rewritten, or stops the run).
 
     Returns:
         ``video_uid -> callable`` giving the video's release JSON.
     """
-    uids = release_input.column("video_uid").to_pylist()
-    for uid in uids:
+    release = open_release(release_input)
+    where = release.locate()
+    for uid in where:
         check_partition_id(uid)
-    index = {uid: i for i, uid in enumerate(uids)}
 
     def row(uid: str) -> dict[str, Any]:
-        data = release_input.slice(index[uid], 1).to_pylist()[0]
+        data = release.row_at(where[uid])
         return SegmentTree.from_release_row(data).to_release_json()
 
     identity = {"stage": STAGE, "settings": {}, "models": {}, "prompt": None}
     return map_videos(
         STAGE,
-        {uid: (lambda uid=uid: row(uid)) for uid in uids},
+        {uid: (lambda uid=uid: row(uid)) for uid in where},
         lambda: lambda tree: tree,
         executor.model_copy(update={"kind": "local"}),
         made_by=lambda uid: made_by(identity, {"row": digest(row(uid))}),
@@ -75,7 +77,7 @@ def annotate_release_trees(
 
 
 def merge_reannotated(
-    release_input: pa.Table,
+    release_input: ReleaseSource,
     reannotate_trees: PartitionLoaders,
     reannotate_annotations: PartitionLoaders,
 ) -> tuple[Iterator[dict[str, Any]], list[dict[str, Any]]]:
@@ -88,7 +90,7 @@ def merge_reannotated(
     Returns:
         Release rows (streamed into the parquet) and error records.
     """
-    uids = release_input.column("video_uid").to_pylist()
+    uids = open_release(release_input).video_uids()
     errors: list[dict[str, Any]] = []
     for uid in uids:
         if uid in reannotate_annotations.failed:

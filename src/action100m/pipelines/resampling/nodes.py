@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from action100m.core.params import ResamplingParams
 from action100m.release.resampling import (
@@ -18,17 +17,18 @@ from action100m.release.resampling import (
     load_sentence_encoder,
     sample_uniform_over_clusters,
 )
+from action100m.release.shards import ReleaseSource
 
 logger = logging.getLogger(__name__)
 
 
 def resample_actions(
-    resampling_input: pa.Table, params: ResamplingParams
+    resampling_input: ReleaseSource, params: ResamplingParams
 ) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
     """Cluster the distinct action descriptions and sample uniformly over clusters.
 
     Args:
-        resampling_input: A release-schema table.
+        resampling_input: A release (shards, a file or a table).
         params: Resampling parameters (embedding model, k candidates, size, seed).
 
     Returns:
