@@ -111,10 +111,12 @@ def test_readers_agree_on_shards_one_file_and_a_table(
     assert len(cards) == 1
     # The evaluation node: the same metrics and index page from either.
     manifest = [{"video_uid": r["video_uid"], "duration": 60.0} for r in sample_rows]
-    runs = [
-        evaluate_run(s, PartitionLoaders(), PartitionLoaders(), manifest, [], _seg())
-        for s in (ReleaseSourceDataset(filepath=str(preview)).load(), release_sample)
-    ]
+    runs = []
+    for source in (ReleaseSourceDataset(filepath=str(preview)).load(), release_sample):
+        *found, pages = evaluate_run(
+            source, PartitionLoaders(), PartitionLoaders(), manifest, [], _seg()
+        )
+        runs.append((*found, {name: render() for name, render in pages.items()}))
     assert runs[0] == runs[1]
     # Reannotate keeps the input's order whatever holds it.
     empty = PartitionLoaders()
