@@ -422,31 +422,34 @@ def step_intake_ray(root: Path) -> dict[str, Any]:
 
 
 def run_export(root: Path, out: Path) -> dict[str, Any]:
-    """The export as the pipeline runs it (the integrator repoints this one call).
+    """The export as the pipeline runs it.
 
-    Release JSON per video, the release parquet and the errors table, through
-    the export pipeline's node functions and the catalog's dataset classes.
+    Release JSON per video (kept where its inputs did not change), the release
+    shards (rewritten only where their videos changed) and the errors table,
+    through the export pipeline's node functions and the catalog's dataset
+    classes.
     """
+    from action100m.core.params import ExportParams
     from action100m.datasets import (
         JSONLinesDataset,
-        ReleaseParquetDataset,
+        ReleaseShardsDataset,
         VideoPartitionsDataset,
     )
     from action100m.pipelines.export.nodes import (
         collect_errors,
         export_video_trees,
-        iter_release_rows,
+        release_shards,
     )
 
     rows = _manifest(root)
     trees = _partitions(root, "segment_trees").load()
     captions = _partitions(root, "captions").load()
     annotations = _partitions(root, "annotations").load()
-    release = VideoPartitionsDataset(path=str(out / "trees"), skip_existing=False)
+    release = VideoPartitionsDataset(path=str(out / "trees"), format="json")
     release.save(export_video_trees(trees, captions, annotations, rows))
     written = release.load()
-    ReleaseParquetDataset(filepath=str(out / "action100m.parquet")).save(
-        iter_release_rows(written, rows)
+    ReleaseShardsDataset(path=str(out / "data")).save(
+        release_shards(written, rows, ExportParams())
     )
     errors = collect_errors(written, captions, annotations, rows, [])
     JSONLinesDataset(filepath=str(out / "errors.jsonl")).save(errors)
@@ -487,11 +490,10 @@ def step_export_again(root: Path) -> dict[str, Any]:
 
 
 def _release_table(root: Path):
-    from action100m.datasets import ReleaseParquetDataset
+    """The exported release shards, read a row group at a time."""
+    from action100m.datasets import ReleaseShardsDataset
 
-    return ReleaseParquetDataset(
-        filepath=str(root / "release" / "action100m.parquet")
-    ).load()
+    return ReleaseShardsDataset(path=str(root / "release" / "data")).load()
 
 
 def step_stats(root: Path) -> dict[str, Any]:
@@ -532,14 +534,14 @@ def step_card(root: Path) -> dict[str, Any]:
 
     conf = ROOT / "conf" / "base"
     captioning = yaml.safe_load((conf / "parameters_captioning.yml").read_text())
-    card = write_dataset_card(
+    cards = write_dataset_card(
         _release_table(root),
         p.SegmentationParams(),
-        p.CaptioningParams(**captioning["captioning"]),
+        p.CaptioningParams(**(captioning["captioning"] or {})),
         p.AggregationParams(),
         p.ExportParams(),
     )
-    return {"card_chars": len(card)}
+    return {"card_chars": sum(len(card) for card in cards)}
 
 
 def step_run_index(root: Path) -> dict[str, Any]:
