@@ -165,6 +165,9 @@ class VideoWork(dict):
         self._pending: dict[str, Callable[[], Any]] = {}
         self._done: set[str] = set()
         self.submitted: list[str] = []
+        # Called with the videos that will be asked for, once the save knows
+        # them (live progress counts the others as done at once).
+        self.plan_listeners: list[Callable[[list[str]], None]] = []
         self.plan(list(payloads))
 
     def __deepcopy__(self, memo: dict) -> VideoWork:
@@ -174,6 +177,8 @@ class VideoWork(dict):
         """Only ``uids`` will be asked for, in this order: look ahead over them."""
         self._order = [uid for uid in uids if uid in self._payloads]
         self._position = {uid: i for i, uid in enumerate(self._order)}
+        for listener in self.plan_listeners:
+            listener(self._order)
 
     def made_by(self, uid: str) -> dict[str, Any] | None:
         """What makes ``uid``'s output, or ``None`` if this stage records nothing."""

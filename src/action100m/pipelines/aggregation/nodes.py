@@ -27,6 +27,7 @@ from action100m.models.work import collecting_work
 from action100m.release.assembly import assemble_tree
 from action100m.runtime.executor import StageWorker, VideoWork, map_videos
 from action100m.runtime.fingerprint import made_by, stage_identity
+from action100m.runtime.progress import node_reporter
 
 logger = logging.getLogger(__name__)
 STAGE = "aggregation"
@@ -62,7 +63,13 @@ class AggregationWorker(StageWorker):
         return self.loop.submit(self._annotate(tree))
 
     async def _annotate(self, tree: SegmentTree) -> Any:
-        result = await annotate_tree(self.client, tree, self.params, self.template)
+        result = await annotate_tree(
+            self.client,
+            tree,
+            self.params,
+            self.template,
+            node_reporter(tree.video_uid, "rounds"),
+        )
         # The client's calls and tokens since the last video ended travel with
         # the result, so the run's totals include what Ray actors did too.
         if isinstance(result, dict):
