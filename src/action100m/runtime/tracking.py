@@ -1,6 +1,7 @@
 """Run tracking: per-stage wall, CPU and GPU hours, model revisions, to MLflow.
 
-``RunTrackingHook`` (registered in ``settings.py``) times every node from its
+``RunTrackingHook`` (registered in ``settings.py``) writes the run's record
+(:mod:`action100m.runtime.run_record`) as the run starts, times every node from its
 start to the end of the last save of its outputs (the lazy per-video work runs
 inside those saves), takes the union of those spans per stage (pipeline), so
 nodes that overlap under a threaded runner are not counted twice, and logs them
@@ -16,12 +17,15 @@ import logging
 import os
 import subprocess
 import time
+from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
 from action100m.models.work import RUN_WORK
+from action100m.runtime.mlflow_params import plain_params, session_params
+from action100m.runtime.run_record import RUN_CONFIG, RUN_CONFIG_FILE, run_record
 
 logger = logging.getLogger(__name__)
 # Datasets logged as MLflow artifacts once the run ends (name -> artifact folder).
@@ -30,6 +34,7 @@ logger = logging.getLogger(__name__)
 ARTIFACT_KEY = "mlflow_artifact"
 MAX_TIMELINE_ARTIFACTS = 200  # a large run keeps the rest in its output folder only
 PACKAGES = (
+    "action100m",
     "kedro",
     "kedro-mlflow",
     "mlflow",
@@ -40,6 +45,8 @@ PACKAGES = (
     "xgrammar",
     "scikit-learn",
     "pyarrow",
+    "ray",
+    "numpy",
 )
 
 
@@ -127,10 +134,11 @@ def _gpu_count() -> int:
         return 0
 
 
-def _git_commit() -> str | None:
+def _git_commit(folder: str | None = None) -> str | None:
     try:
         return subprocess.run(
             ["git", "rev-parse", "HEAD"],
+            cwd=folder,
             capture_output=True,
             text=True,
             check=True,
@@ -152,14 +160,6 @@ class RunTrackingHook:
         self.run_counts: dict[str, float] = {}
         self._catalog: Any = None
         self._saved: set[str] = set()
-        self._params: dict[str, Any] = {}
-
-    @hook_impl
-    def after_context_created(self, context) -> None:
-        self._params = {
-            key: value.model_dump() if hasattr(value, "model_dump") else value
-            for key, value in context.params.items()
-        }
 
     @hook_impl(trylast=True)  # after kedro-mlflow has opened the run
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
@@ -177,22 +177,44 @@ class RunTrackingHook:
         self.resume.clear()
         self._catalog = catalog
         self._saved.clear()
-        tags = {f"version.{p}": _version(p) for p in PACKAGES}
-        tags["git_commit"] = _git_commit() or "unknown"
+        started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        versions = {p: _version(p) for p in PACKAGES}
+        commit = _git_commit(run_params.get("project_path"))
+        tags = {f"version.{p}": v for p, v in versions.items()}
+        tags["git_commit"] = commit or "unknown"
         from action100m.core.params import PromptParams
         from action100m.models.llm.prompts import load_prompt_template
 
-        identities = model_identities(self._params)
-        prompt = self._params.get("aggregation", {}).get("prompt", {})
-        path = prompt.get("template", PromptParams().template)
-        identities["prompt.aggregation_hash"] = load_prompt_template(path).hash()
-        identities["prompt.aggregation_template"] = path
+        params = session_params(catalog)
+        plain = plain_params(params)
+        models = model_identities(plain)
+        path = plain.get("aggregation", {}).get("prompt", {}).get("template")
+        path = path or PromptParams().template
+        prompt = {"template": path, "hash": load_prompt_template(path).hash()}
+        identities = {
+            **models,
+            "prompt.aggregation_hash": prompt["hash"],
+            "prompt.aggregation_template": path,
+        }
         names = run_params.get("pipeline_names") or ["__default__"]
         tags["kedro.env"] = run_params.get("env") or "base"
+        record = run_record(
+            params,
+            run_params,
+            models,
+            prompt,
+            versions,
+            commit,
+            started_at,
+            self._log(lambda mlflow: mlflow.active_run().info.run_id),
+        )
+        if RUN_CONFIG in catalog:
+            catalog.save(RUN_CONFIG, record)  # beside the outputs: the latest run
         self._log(
             lambda mlflow: (
                 mlflow.set_tags(tags),
                 mlflow.log_params(identities),
+                mlflow.log_dict(record, RUN_CONFIG_FILE),
                 _name_run(mlflow, "+".join(names), tags["kedro.env"]),
             )
         )
@@ -308,14 +330,16 @@ class RunTrackingHook:
         return metrics
 
     @staticmethod
-    def _log(action) -> None:
+    def _log(action) -> Any:
+        """``action(mlflow)``'s result when a run is active, else None."""
         try:
             import mlflow
 
             if mlflow.active_run() is not None:
-                action(mlflow)
+                return action(mlflow)
         except Exception as exc:  # noqa: BLE001 - tracking must not fail a run
             logger.warning("MLflow logging failed: %s", exc)
+        return None
 
 
 def _name_run(mlflow, pipelines: str, env: str) -> None:
