@@ -1,10 +1,11 @@
 """The run's record: every setting that made its outputs, in one file.
 
 As each ``kedro run`` starts, :class:`~action100m.runtime.tracking.RunTrackingHook`
-writes the resolved configuration to the catalog's ``run_config``
-(``<output_dir>/run_config.json``, atomically; each run replaces it, so the
-file beside the outputs is always the latest run's) and logs the same document
-to the MLflow run as ``run_config.json`` (where every run's stays). It holds
+logs the resolved configuration to the MLflow run as ``run_config.json`` (where
+every run's stays) and, once the first node starts, writes the same document to
+the catalog's ``run_config`` (``<output_dir>/run_config.json``, atomically; each
+run that does any work replaces it, so the file beside the outputs is the latest
+such run's). It holds
 every parameter after overrides, nested and flattened (the keys MLflow uses),
 each model's id and resolved revision, the Stage 3 prompt template's path and
 hash, the Kedro environment and the command's options and runtime parameters,

@@ -1,13 +1,14 @@
 """Run tracking: per-stage wall, CPU and GPU hours, model revisions, to MLflow.
 
 ``RunTrackingHook`` (registered in ``settings.py``) writes the run's record
-(:mod:`action100m.runtime.run_record`) as the run starts, times every node from its
-start to the end of the last save of its outputs (the lazy per-video work runs
-inside those saves), takes the union of those spans per stage (pipeline), so
-nodes that overlap under a threaded runner are not counted twice, and logs them
-to the MLflow run that kedro-mlflow opened, together with every model's id and
-resolved revision, the prompt template hash, package versions, the project's git
-commit, and how many per-video outputs each dataset reused, wrote and recomputed.
+(:mod:`action100m.runtime.run_record`) as its first node starts, times every
+node from its start to the end of the last save of its outputs (the lazy
+per-video work runs inside those saves), takes the union of those spans per
+stage (pipeline), so nodes that overlap under a threaded runner are not counted
+twice, and logs them to the MLflow run that kedro-mlflow opened, together with
+every model's id and resolved revision, the prompt template hash, package
+versions, the project's git commit, and how many per-video outputs each dataset
+reused, wrote and recomputed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import hashlib
 import logging
 import os
 import subprocess
+import threading
 import time
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
@@ -160,6 +162,8 @@ class RunTrackingHook:
         self.run_counts: dict[str, float] = {}
         self._catalog: Any = None
         self._saved: set[str] = set()
+        self._record: dict[str, Any] | None = None  # the run's, until written
+        self._record_lock = threading.Lock()
 
     @hook_impl(trylast=True)  # after kedro-mlflow has opened the run
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
@@ -208,8 +212,9 @@ class RunTrackingHook:
             started_at,
             self._log(lambda mlflow: mlflow.active_run().info.run_id),
         )
-        if RUN_CONFIG in catalog:
-            catalog.save(RUN_CONFIG, record)  # beside the outputs: the latest run
+        # Written beside the outputs once the first node starts: a run stopped
+        # before any work (a missing model folder) leaves the last one's.
+        self._record = record if RUN_CONFIG in catalog else None
         self._log(
             lambda mlflow: (
                 mlflow.set_tags(tags),
@@ -241,6 +246,10 @@ class RunTrackingHook:
 
     @hook_impl
     def before_node_run(self, node) -> None:
+        with self._record_lock:
+            record, self._record = self._record, None
+        if record is not None:
+            self._catalog.save(RUN_CONFIG, record)
         now, cpu = time.perf_counter(), time.process_time()
         self._spans[node.name] = [now, now, cpu, cpu]
 
