@@ -9,12 +9,23 @@ import time
 import pytest
 
 from action100m.core.errors import VideoFailure
+from action100m.core.params import AggregationParams, ExecutorParams
+from action100m.datasets import PartitionLoaders
+from action100m.media.video import VideoSource
+from action100m.models.llm.refine import eligible_nodes
+from action100m.pipelines.aggregation.nodes import annotate_trees
+from action100m.pipelines.captioning.nodes import caption_trees
+from action100m.runtime.executor import map_videos
 from action100m.runtime.progress import (
     NODE_EVENTS,
     VideoProgress,
     count_nodes,
     track_videos,
 )
+from tests.openai_server import FakeOpenAIServer, annotation_answer
+from tests.pipelines.aggregation.test_prompts import captioned_tree
+from tests.pipelines.captioning.test_captioners import _captioning_params
+from tests.pipelines.segmentation.test_nodes import _tree, _video
 
 PROGRESS_LOGGER = "action100m.runtime.progress"
 
@@ -135,9 +146,6 @@ def test_eta_follows_the_units_of_running_videos_before_any_video_ends():
 
 
 def test_videos_the_save_will_not_compute_count_as_done_at_once():
-    from action100m.core.params import ExecutorParams
-    from action100m.runtime.executor import map_videos
-
     payloads = {uid: (lambda u=uid: u) for uid in ("a", "b", "c")}
     work = map_videos("s", payloads, lambda: str.upper, ExecutorParams())
     progress = VideoProgress("segmentation", 3, live=False)
@@ -149,9 +157,24 @@ def test_videos_the_save_will_not_compute_count_as_done_at_once():
     assert progress.figures()["videos_done"] == 3 and progress.resumed == 2
 
 
-def _lines_while_saving(caplog, work, stage: str) -> list[str]:
+class _Lines(logging.Handler):
+    """The progress logger's messages (kept when the root handlers are replaced,
+    as Kedro's logging setup does when MLflow first loads its plugins)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def _lines_while_saving(work, stage: str) -> list[str]:
     """Save ``work`` as the dataset does, under a progress that logs every report."""
-    caplog.set_level(logging.INFO, logger=PROGRESS_LOGGER)
+    logger, found = logging.getLogger(PROGRESS_LOGGER), _Lines()
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(found)
     progress = VideoProgress(stage, len(work), line_every_s=0.0, live=False)
     track_videos(work, progress, {})
     NODE_EVENTS.listen(work, progress)
@@ -161,7 +184,9 @@ def _lines_while_saving(caplog, work, stage: str) -> list[str]:
     finally:
         NODE_EVENTS.forget(progress)
         progress.close()
-    return [r.getMessage() for r in caplog.records if r.name == PROGRESS_LOGGER]
+        logger.removeHandler(found)
+        logger.setLevel(level)
+    return found.lines
 
 
 def _units(lines: list[str], videos: str, unit: str) -> list[tuple[int, int]]:
@@ -171,15 +196,7 @@ def _units(lines: list[str], videos: str, unit: str) -> list[tuple[int, int]]:
     return [(int(m[1]), int(m[2])) for m in found if m]
 
 
-def test_captioning_reports_nodes_while_its_video_runs(caplog, cut_videos):
-    from action100m.core.params import ExecutorParams
-    from action100m.datasets import PartitionLoaders
-    from action100m.media.video import VideoSource
-    from action100m.pipelines.captioning.nodes import caption_trees
-    from tests.openai_server import FakeOpenAIServer
-    from tests.pipelines.captioning.test_captioners import _captioning_params
-    from tests.pipelines.segmentation.test_nodes import _tree, _video
-
+def test_captioning_reports_nodes_while_its_video_runs(cut_videos):
     folder, _ = cut_videos
     video, tree = _video(folder, "cuts_c"), _tree(folder, "cuts_c")
     assert len(tree.nodes) >= 5
@@ -192,7 +209,7 @@ def test_captioning_reports_nodes_while_its_video_runs(caplog, cut_videos):
             _captioning_params(server.base_url, max_concurrency=2),
             ExecutorParams(),
         )
-        lines = _lines_while_saving(caplog, work, "captioning")
+        lines = _lines_while_saving(work, "captioning")
     during = _units(lines, "0/1", "nodes")
     nodes = len(tree.nodes)
     assert {total for _, total in during} == {nodes}
@@ -205,13 +222,7 @@ def test_captioning_reports_nodes_while_its_video_runs(caplog, cut_videos):
     assert _units(lines, "1/1", "nodes")[-1] == (nodes, nodes)
 
 
-def test_aggregation_reports_rounds_while_its_video_runs(caplog):
-    from action100m.core.params import AggregationParams, ExecutorParams
-    from action100m.models.llm.refine import eligible_nodes
-    from action100m.pipelines.aggregation.nodes import annotate_trees
-    from tests.openai_server import FakeOpenAIServer, annotation_answer
-    from tests.pipelines.aggregation.test_prompts import captioned_tree
-
+def test_aggregation_reports_rounds_while_its_video_runs():
     tree = captioned_tree("packing", {"title": "Packing"})
     params = AggregationParams.model_validate(
         {"llm": {"rounds": 3, "max_concurrency": 2, "backoff_s": 0.0}}
@@ -222,7 +233,7 @@ def test_aggregation_reports_rounds_while_its_video_runs(caplog):
         work = annotate_trees(
             {"packing": lambda: tree}, params, ExecutorParams(), lambda uid: {}
         )
-        lines = _lines_while_saving(caplog, work, "aggregation")
+        lines = _lines_while_saving(work, "aggregation")
     rounds = 3 * len(eligible_nodes(tree))
     during = _units(lines, "0/1", "rounds")
     assert {total for _, total in during} == {rounds}

@@ -19,6 +19,7 @@ them.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -49,10 +50,74 @@ class StageWorker:
         """Release models and clients (the worker is not called again)."""
 
 
-class _RayWorker:
-    """Holds one stage worker inside a Ray actor."""
+class _ProgressInbox:
+    """A Ray actor holding the latest per-node progress its workers sent, per
+    video, until the driver takes it."""
 
-    def __init__(self, factory: Callable[[], Callable[[Any], Any]]) -> None:
+    def __init__(self) -> None:
+        self.latest: dict[str, tuple[str, int, int]] = {}
+
+    def put(self, video_uid: str, unit: str, done: int, total: int) -> None:
+        seen = self.latest.get(video_uid)
+        if seen is None or done >= seen[1]:  # threads of a worker may cross
+            self.latest[video_uid] = (unit, done, total)
+
+    def take(self) -> dict[str, tuple[str, int, int]]:
+        latest, self.latest = self.latest, {}
+        return latest
+
+
+def _send_progress(inbox: Any, video_uid: str, unit: str, done: int, total: int):
+    inbox.put.remote(video_uid, unit, done, total)  # not waited for
+
+
+class _ProgressRelay:
+    """Reads the workers' per-node progress into this (driver) process's
+    :data:`~action100m.runtime.progress.NODE_EVENTS`, every ``every_s``."""
+
+    def __init__(self, every_s: float = 0.5) -> None:
+        import ray
+
+        self.inbox = ray.remote(_ProgressInbox).options(num_cpus=0).remote()
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _relay(self) -> None:
+        import ray
+
+        from action100m.runtime.progress import NODE_EVENTS
+
+        for uid, (unit, done, total) in ray.get(self.inbox.take.remote()).items():
+            NODE_EVENTS.report(uid, unit, done, total)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self._relay()
+            except Exception as exc:  # noqa: BLE001 - progress must not fail a run
+                logger.debug("per-node progress not relayed: %s", exc)
+
+    def close(self) -> None:
+        import ray
+
+        self._stop.set()
+        self._thread.join()
+        ray.kill(self.inbox)
+
+
+class _RayWorker:
+    """Holds one stage worker inside a Ray actor; its per-node progress goes to
+    the driver's inbox."""
+
+    def __init__(
+        self, factory: Callable[[], Callable[[Any], Any]], inbox: Any = None
+    ) -> None:
+        if inbox is not None:
+            from action100m.runtime.progress import NODE_EVENTS
+
+            NODE_EVENTS.forward(partial(_send_progress, inbox))
         self.worker = factory()
 
     def run(self, payload: Any) -> Any:
@@ -62,7 +127,7 @@ class _RayWorker:
         getattr(self.worker, "teardown", lambda: None)()
 
 
-def _ray_pool(factory, settings) -> list:
+def _ray_pool(factory, settings) -> tuple[list, _ProgressRelay]:
     import ray
 
     if not ray.is_initialized():
@@ -78,7 +143,8 @@ def _ray_pool(factory, settings) -> list:
         max_restarts=settings.max_retries,
         max_task_retries=settings.max_retries,
     )
-    return [actor.remote(factory) for _ in range(settings.workers)]
+    relay = _ProgressRelay()
+    return [actor.remote(factory, relay.inbox) for _ in range(settings.workers)], relay
 
 
 class _LocalRunner:
@@ -109,13 +175,14 @@ class _RayRunner:
     def __init__(self, factory: Callable[[], Any], settings: Any) -> None:
         self.factory, self.settings = factory, settings
         self.pool: list = []
+        self.relay: _ProgressRelay | None = None
         self.sent = 0
 
     def start(self, payload: Any) -> Callable[[], Any]:
         import ray
 
         if not self.pool:
-            self.pool = _ray_pool(self.factory, self.settings)
+            self.pool, self.relay = _ray_pool(self.factory, self.settings)
         ref = self.pool[self.sent % len(self.pool)].run.remote(payload)
         self.sent += 1
         return lambda: ray.get(ref)
@@ -129,6 +196,9 @@ class _RayRunner:
             ray.get([actor.teardown.remote() for actor in self.pool])
             for actor in self.pool:
                 ray.kill(actor)
+        if self.relay is not None:
+            self.relay.close()
+            self.relay = None
         self.pool = []
 
 

@@ -18,8 +18,8 @@ Long stages also report progress inside a video: a worker running in this
 process tells :data:`NODE_EVENTS` how many of a video's units are done (Stage 2:
 tree nodes captioned; Stage 3: Self-Refine rounds settled) through
 :func:`node_reporter`, so the line moves while a video runs and the ETA comes
-from the rate of units. Workers in Ray actors run in other processes, where
-nothing listens: there progress moves per video.
+from the rate of units. Workers in Ray actors forward their reports to the
+driver, which reads them twice a second.
 """
 
 from __future__ import annotations
@@ -103,6 +103,7 @@ class VideoProgress:
         self._units_finished = 0
         self._sizes: dict[str, int] = {}
         self._units_since: float | None = None  # the first report (models loaded)
+        self._finished: set[str] = set()  # a late report of one is ignored
         self.line_every_s = line_every_s
         self.mlflow_every_s = mlflow_every_s
         self._lock = threading.Lock()
@@ -139,11 +140,15 @@ class VideoProgress:
             units = self._running.pop(video_uid, None) if video_uid else None
             if units is not None:
                 self._units_finished += units[0]
+            if video_uid:
+                self._finished.add(video_uid)
         self._report()
 
     def video_units(self, video_uid: str, unit: str, done: int, total: int) -> None:
         """``done`` of ``total`` units (``unit``: nodes, rounds) of a running video."""
         with self._lock:
+            if video_uid in self._finished:
+                return
             self.unit = self.unit or unit
             if self._units_since is None:
                 self._units_since = time.monotonic()
@@ -366,14 +371,20 @@ class NodeEvents:
     """Progress inside the videos being computed in this process.
 
     Workers report ``(done, total)`` units of a video; the open
-    :class:`VideoProgress` that follows the video hears it. Reports about a
-    video nobody follows (a Ray actor's process, a worker driven outside a
-    ``kedro run``) are dropped.
+    :class:`VideoProgress` that follows the video hears it. In a Ray actor the
+    reports are forwarded to the driver instead (see
+    :mod:`action100m.runtime.executor`). Reports about a video nobody follows (a
+    worker driven outside a ``kedro run``) are dropped.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._listeners: dict[str, VideoProgress] = {}
+        self._forward: Callable[[str, str, int, int], None] | None = None
+
+    def forward(self, send: Callable[[str, str, int, int], None] | None) -> None:
+        """Send every report of this process to ``send`` (a Ray actor's)."""
+        self._forward = send
 
     def listen(self, video_uids: Iterable[str], progress: VideoProgress) -> None:
         with self._lock:
@@ -385,6 +396,9 @@ class NodeEvents:
                 del self._listeners[uid]
 
     def report(self, video_uid: str, unit: str, done: int, total: int) -> None:
+        if self._forward is not None:
+            self._forward(video_uid, unit, done, total)
+            return
         with self._lock:
             listener = self._listeners.get(video_uid)
         if listener is not None:
