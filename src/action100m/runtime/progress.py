@@ -14,8 +14,8 @@ video-hours per hour and an ETA:
 Videos that the dataset skips because their output already exists (a resumed
 run) count as done at once and do not enter the rates.
 
-Long stages also report progress inside a video: a worker running in this
-process tells :data:`NODE_EVENTS` how many of a video's units are done (Stage 2:
+Long stages also report progress inside a video: a stage's worker tells
+:data:`NODE_EVENTS` how many of a video's units are done (Stage 2:
 tree nodes captioned; Stage 3: Self-Refine rounds settled) through
 :func:`node_reporter`, so the line moves while a video runs and the ETA comes
 from the rate of units. Workers in Ray actors forward their reports to the
@@ -94,8 +94,8 @@ class VideoProgress:
         self.total = total
         self.done = self.failed = self.resumed = self.nodes = 0
         self.video_s = 0.0
-        # Units inside videos (nodes, rounds), from workers in this process:
-        # the name, each running video's [done, total], units done in finished
+        # Units inside videos (nodes, rounds), from the stage's workers: the
+        # name, each running video's [done, total], units done in finished
         # videos, and the totals of every video that reported (to size the
         # videos not started yet).
         self.unit: str | None = None
