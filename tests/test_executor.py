@@ -13,7 +13,12 @@ import pytest
 from action100m.core.errors import VideoFailure
 from action100m.core.params import ExecutorParams
 from action100m.runtime.executor import map_videos
-from action100m.runtime.progress import NODE_EVENTS, VideoProgress, node_reporter
+from action100m.runtime.progress import (
+    NODE_EVENTS,
+    VideoProgress,
+    node_reporter,
+    track_videos,
+)
 
 
 class SquareWorker:
@@ -124,6 +129,7 @@ def test_per_node_progress_of_ray_workers_reaches_the_driver(ray_cluster, tmp_pa
         ExecutorParams.model_validate({"kind": "ray", "ray": {"workers": 1}}),
     )
     progress = VideoProgress("captioning", 1, live=False)
+    track_videos(work, progress, {})
     NODE_EVENTS.listen(work, progress)
     saving = threading.Thread(target=work["v"])
     saving.start()
@@ -140,3 +146,7 @@ def test_per_node_progress_of_ray_workers_reaches_the_driver(ray_cluster, tmp_pa
         saving.join()
         NODE_EVENTS.forget(progress)
         progress.close()
+    # The finished video counts all its nodes, whenever its last report comes.
+    figures = progress.figures()
+    assert figures["videos_done"] == 1
+    assert figures["nodes_done"] == figures["nodes_total"] == 4

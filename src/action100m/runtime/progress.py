@@ -138,8 +138,9 @@ class VideoProgress:
             self.nodes += nodes
             self.video_s += video_s or 0.0
             units = self._running.pop(video_uid, None) if video_uid else None
-            if units is not None:
-                self._units_finished += units[0]
+            if units is not None:  # all done, unless it failed (the last report
+                # of a Ray worker may come after the result)
+                self._units_finished += units[0] if failed else units[1]
             if video_uid:
                 self._finished.add(video_uid)
         self._report()
