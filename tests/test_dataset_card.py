@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -23,6 +24,7 @@ from action100m.release.dataset_card import (
     size_category,
 )
 from tests.test_params import conf_params
+from action100m.runtime.run_record import RUN_CONFIG, RUN_CONFIG_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,6 +72,15 @@ def test_export_pipeline_writes_the_card_beside_the_fiftyone_folder():
     # The release card sits in the output folder, above the shards it names.
     shards = catalog["release_parquet"]["path"]
     assert catalog["release_card"]["filepath"] == shards.replace("/data", "/README.md")
+
+
+def test_the_card_names_the_run_record_beside_its_folder(release_sample):
+    catalog = yaml.safe_load((ROOT / "conf" / "base" / "catalog.yml").read_text())
+    folder = catalog["fiftyone_dataset"]["path"]
+    beside = f"{posixpath.dirname(folder)}/{RUN_CONFIG_FILE}"
+    assert catalog[RUN_CONFIG]["filepath"] == beside
+    _, body = split_card(card_for(pq.read_table(release_sample), conf_params("base")))
+    assert f"`{RUN_CONFIG_FILE}`, beside this folder" in body
 
 
 def card_for(table, params: dict, shards: bool = False) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from functools import partial
 from pathlib import Path
 
@@ -11,6 +13,12 @@ import pytest
 from action100m.core.errors import VideoFailure
 from action100m.core.params import ExecutorParams
 from action100m.runtime.executor import map_videos
+from action100m.runtime.progress import (
+    NODE_EVENTS,
+    VideoProgress,
+    node_reporter,
+    track_videos,
+)
 
 
 class SquareWorker:
@@ -94,3 +102,51 @@ def test_a_dead_worker_is_restarted_and_its_video_retried(ray_cluster, tmp_path)
     got = {uid: call()["value"] for uid, call in results.items()}
     assert got == {f"v{i}": i * i for i in range(6)}  # none lost, none twice
     assert (tmp_path / "died-3").exists()  # the worker really died once
+
+
+class HalfwayWorker:
+    """Reports half of a video's 4 nodes, then waits for the test to let it end."""
+
+    def __init__(self, marker_dir: str) -> None:
+        self.marker = Path(marker_dir) / "go"
+
+    def __call__(self, uid: str) -> dict:
+        report = node_reporter(uid, "nodes")
+        for done in range(3):
+            report(done, 4)
+        while not self.marker.exists():
+            time.sleep(0.05)
+        report(4, 4)
+        return {"nodes": [{}] * 4}
+
+
+@pytest.mark.slow
+def test_per_node_progress_of_ray_workers_reaches_the_driver(ray_cluster, tmp_path):
+    work = map_videos(
+        "test",
+        {"v": lambda: "v"},
+        partial(HalfwayWorker, str(tmp_path)),
+        ExecutorParams.model_validate({"kind": "ray", "ray": {"workers": 1}}),
+    )
+    progress = VideoProgress("captioning", 1, live=False)
+    track_videos(work, progress, {})
+    NODE_EVENTS.listen(work, progress)
+    saving = threading.Thread(target=work["v"])
+    saving.start()
+    try:
+        deadline = time.monotonic() + 120
+        while progress.figures().get("nodes_done") != 2:
+            assert time.monotonic() < deadline, "no per-node progress came back"
+            time.sleep(0.1)
+        # Halfway through the video, the driver knows it.
+        assert progress.figures()["videos_done"] == 0
+        assert progress.figures()["nodes_total"] == 4
+    finally:
+        (tmp_path / "go").write_text("")
+        saving.join()
+        NODE_EVENTS.forget(progress)
+        progress.close()
+    # The finished video counts all its nodes, whenever its last report comes.
+    figures = progress.figures()
+    assert figures["videos_done"] == 1
+    assert figures["nodes_done"] == figures["nodes_total"] == 4

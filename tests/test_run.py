@@ -20,6 +20,7 @@ from action100m.datasets.partitions import DONE_MARKER
 from action100m.release.shards import read_release
 from action100m.release.validation import table_violations
 from action100m.runtime.tracking import stored_bytes
+from action100m.runtime.run_record import RUN_CONFIG_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
@@ -203,6 +204,64 @@ def test_demo_run_is_one_finished_mlflow_run_with_every_parameter(demo_run):
     for role in ("plm", "llama", "llm"):
         assert logged[f"model.{role}.revision"].startswith("sha256:")
     assert logged["model.plm.id"].endswith("perception_lm")
+
+
+def _run_of_record(demo: DemoRun):
+    """The run record beside the outputs, and the MLflow run it names."""
+    record = json.loads((demo.out / RUN_CONFIG_FILE).read_text())
+    client, runs = mlflow_runs(demo.tmp)
+    (run,) = [r for r in runs if r.info.run_id == record["mlflow_run_id"]]
+    return record, client, run
+
+
+@pytest.mark.slow
+def test_demo_run_records_every_setting_beside_the_outputs_and_in_mlflow(demo_run):
+    from action100m.models.llm.prompts import load_prompt_template
+
+    record, client, run = _run_of_record(demo_run)
+    logged = run.data.params
+    flat = record["parameters_flat"]
+    # Every parameter after overrides, under the keys and values MLflow has.
+    assert len(flat) > 100
+    assert {key: str(value) for key, value in flat.items()} == {
+        key: logged[key] for key in flat
+    }
+    assert flat["output_dir"] == str(demo_run.out)
+    assert record["parameters"]["captioning"]["plm"]["batch_size"] == 8
+    template = record["parameters"]["aggregation"]["prompt"]["template"]
+    assert record["prompt"] == {
+        "template": template,
+        "hash": load_prompt_template(ROOT / template).hash(),
+    }
+    assert record["prompt"]["hash"] == logged["prompt.aggregation_hash"]
+    for role in ("plm", "llama", "llm"):
+        assert record["models"][role]["revision"] == logged[f"model.{role}.revision"]
+    assert record["kedro_env"] == "demo"
+    assert record["command"]["pipeline_names"] == ["__default__"]
+    assert record["command"]["runner"].endswith(".SequentialRunner")
+    assert record["command"]["runtime_params"]["output_dir"] == str(demo_run.out)
+    for package in ("action100m", "kedro", "transformers", "torch", "mlflow"):
+        assert record["packages"][package] == run.data.tags[f"version.{package}"]
+    assert record["git_commit"] == run.data.tags["git_commit"]
+    assert record["started_at"].endswith("+00:00")
+    # The same document is the MLflow run's artifact.
+    folder = client.download_artifacts(run.info.run_id, RUN_CONFIG_FILE)
+    assert json.loads(Path(folder).read_text()) == record
+
+
+@pytest.mark.slow
+def test_an_only_missing_outputs_rerun_logs_every_parameter(demo_run):
+    _, first = _mlflow_run(demo_run)
+    again = kedro_run(
+        demo_run.tmp,
+        *("--env", "demo", "--only-missing-outputs", "--params", demo_run.params),
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    record, _, rerun = _run_of_record(demo_run)
+    assert rerun.info.run_id != first.info.run_id  # the latest run's record
+    assert record["command"]["only_missing_outputs"] is True
+    assert set(rerun.data.params) == set(first.data.params)
+    assert rerun.data.params == first.data.params
 
 
 @pytest.mark.slow

@@ -23,6 +23,7 @@ from action100m.release.fiftyone_format import (
 )
 from action100m.release.shards import SHARD_GLOB, ReleaseSource
 from action100m.release.stats import compute_stats
+from action100m.runtime.run_record import RUN_CONFIG_FILE
 from action100m.runtime.tracking import model_identities
 
 # The paper's corpus (Action100M): source videos and annotated segments.
@@ -384,6 +385,10 @@ def render_dataset_card(
         "Models of this dataset:",
         "",
         *_models_section(models),
+        "",
+        "The settings of the run that wrote these files (every parameter, model "
+        "revisions, the prompt template's hash, package versions) are in "
+        f"`{RUN_CONFIG_FILE}`, beside this folder in the run's output folder.",
         "",
         "## Statistics",
         "",

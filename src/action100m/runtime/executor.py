@@ -19,6 +19,7 @@ them.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -49,10 +50,74 @@ class StageWorker:
         """Release models and clients (the worker is not called again)."""
 
 
-class _RayWorker:
-    """Holds one stage worker inside a Ray actor."""
+class _ProgressInbox:
+    """A Ray actor holding the latest per-node progress its workers sent, per
+    video, until the driver takes it."""
 
-    def __init__(self, factory: Callable[[], Callable[[Any], Any]]) -> None:
+    def __init__(self) -> None:
+        self.latest: dict[str, tuple[str, int, int]] = {}
+
+    def put(self, video_uid: str, unit: str, done: int, total: int) -> None:
+        seen = self.latest.get(video_uid)
+        if seen is None or done >= seen[1]:  # threads of a worker may cross
+            self.latest[video_uid] = (unit, done, total)
+
+    def take(self) -> dict[str, tuple[str, int, int]]:
+        latest, self.latest = self.latest, {}
+        return latest
+
+
+def _send_progress(inbox: Any, video_uid: str, unit: str, done: int, total: int):
+    inbox.put.remote(video_uid, unit, done, total)  # not waited for
+
+
+class _ProgressRelay:
+    """Reads the workers' per-node progress into this (driver) process's
+    :data:`~action100m.runtime.progress.NODE_EVENTS`, every ``every_s``."""
+
+    def __init__(self, every_s: float = 0.5) -> None:
+        import ray
+
+        self.inbox = ray.remote(_ProgressInbox).options(num_cpus=0).remote()
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _relay(self) -> None:
+        import ray
+
+        from action100m.runtime.progress import NODE_EVENTS
+
+        for uid, (unit, done, total) in ray.get(self.inbox.take.remote()).items():
+            NODE_EVENTS.report(uid, unit, done, total)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self._relay()
+            except Exception as exc:  # noqa: BLE001 - progress must not fail a run
+                logger.debug("per-node progress not relayed: %s", exc)
+
+    def close(self) -> None:
+        import ray
+
+        self._stop.set()
+        self._thread.join()
+        ray.kill(self.inbox)
+
+
+class _RayWorker:
+    """Holds one stage worker inside a Ray actor; its per-node progress goes to
+    the driver's inbox."""
+
+    def __init__(
+        self, factory: Callable[[], Callable[[Any], Any]], inbox: Any = None
+    ) -> None:
+        if inbox is not None:
+            from action100m.runtime.progress import NODE_EVENTS
+
+            NODE_EVENTS.forward(partial(_send_progress, inbox))
         self.worker = factory()
 
     def run(self, payload: Any) -> Any:
@@ -75,7 +140,7 @@ def init_ray(address: str | None) -> None:
         )
 
 
-def _ray_pool(factory, settings) -> list:
+def _ray_pool(factory, settings) -> tuple[list, _ProgressRelay]:
     import ray
 
     init_ray(settings.address)
@@ -85,7 +150,8 @@ def _ray_pool(factory, settings) -> list:
         max_restarts=settings.max_retries,
         max_task_retries=settings.max_retries,
     )
-    return [actor.remote(factory) for _ in range(settings.workers)]
+    relay = _ProgressRelay()
+    return [actor.remote(factory, relay.inbox) for _ in range(settings.workers)], relay
 
 
 class _LocalRunner:
@@ -116,13 +182,14 @@ class _RayRunner:
     def __init__(self, factory: Callable[[], Any], settings: Any) -> None:
         self.factory, self.settings = factory, settings
         self.pool: list = []
+        self.relay: _ProgressRelay | None = None
         self.sent = 0
 
     def start(self, payload: Any) -> Callable[[], Any]:
         import ray
 
         if not self.pool:
-            self.pool = _ray_pool(self.factory, self.settings)
+            self.pool, self.relay = _ray_pool(self.factory, self.settings)
         ref = self.pool[self.sent % len(self.pool)].run.remote(payload)
         self.sent += 1
         return lambda: ray.get(ref)
@@ -136,6 +203,9 @@ class _RayRunner:
             ray.get([actor.teardown.remote() for actor in self.pool])
             for actor in self.pool:
                 ray.kill(actor)
+        if self.relay is not None:
+            self.relay.close()
+            self.relay = None
         self.pool = []
 
 
@@ -172,6 +242,9 @@ class VideoWork(dict):
         self._pending: dict[str, Callable[[], Any]] = {}
         self._done: set[str] = set()
         self.submitted: list[str] = []
+        # Called with the videos that will be asked for, once the save knows
+        # them (live progress counts the others as done at once).
+        self.plan_listeners: list[Callable[[list[str]], None]] = []
         self.plan(list(payloads))
 
     def __deepcopy__(self, memo: dict) -> VideoWork:
@@ -182,6 +255,8 @@ class VideoWork(dict):
         self._order = [uid for uid in uids if uid in self._payloads]
         self._position = {uid: i for i, uid in enumerate(self._order)}
         self._left = set(self._order) - self._done  # planned, not yet asked for
+        for listener in self.plan_listeners:
+            listener(self._order)
 
     def made_by(self, uid: str) -> dict[str, Any] | None:
         """What makes ``uid``'s output, or ``None`` if this stage records nothing."""

@@ -1,19 +1,27 @@
 """Every parameter in MLflow as its own flattened key (``captioning.plm.batch_size``).
 
-Kedro validates each ``params:`` input into its pydantic model before the node
-runs, so kedro-mlflow's hook receives objects it cannot flatten and logs each
-group as one truncated string. :class:`FlatParamsMlflowHook` hands it the same
-parameters as plain dictionaries, which its ``flatten`` setting then splits into
-one key per leaf; everything else is kedro-mlflow's own behaviour.
+kedro-mlflow logs the parameters of each node as the node starts, so a run that
+skips nodes (``kedro run --only-missing-outputs``, ``--from-nodes``) would log
+only those of the nodes it ran, and Kedro hands its hook pydantic objects that it
+logs as one truncated string per group. :class:`FlatParamsMlflowHook` logs the
+whole validated parameter set of the session once, as the run starts, as plain
+dictionaries split into one key per leaf (the keys a node's ``params:`` inputs
+give); everything else is kedro-mlflow's own behaviour.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import mlflow
 from kedro.framework.hooks import hook_impl
 from kedro_mlflow.framework.hooks.mlflow_hook import MlflowHook
+from kedro_mlflow.framework.hooks.utils import _flatten_dict
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from pydantic import BaseModel
+
+# Kedro's catalog entry holding every parameter of the session.
+PARAMETERS = "parameters"
 
 
 def plain_params(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -24,9 +32,34 @@ def plain_params(inputs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def flat_params(params: dict[str, Any], sep: str = ".") -> dict[str, Any]:
+    """Every leaf of ``params`` under its dotted key (``captioning.plm.batch_size``)."""
+    return _flatten_dict(plain_params(params), recursive=True, sep=sep)
+
+
+def session_params(catalog: Any) -> dict[str, Any]:
+    """The session's parameters, validated (pydantic objects for typed groups)."""
+    return catalog.load(PARAMETERS) if PARAMETERS in catalog else {}
+
+
 class FlatParamsMlflowHook(MlflowHook):
-    """kedro-mlflow's hook, given parameters it can flatten."""
+    """kedro-mlflow's hook, logging every parameter at the start of the run."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
+        super().before_pipeline_run(run_params, pipeline, catalog)
+        if not self._is_mlflow_enabled:
+            return
+        params = plain_params(session_params(catalog))
+        if self.flatten:
+            params = _flatten_dict(params, recursive=self.recursive, sep=self.sep)
+        params = {self.sanitize_param_name(k): v for k, v in params.items()}
+        fits = {k: v for k, v in params.items() if len(str(v)) <= MAX_PARAM_VAL_LENGTH}
+        mlflow.log_params(fits)  # in batches, not one request per key
+        for key in params.keys() - fits.keys():
+            self._log_param(key, params[key])  # mlflow.yml's long_params_strategy
 
     @hook_impl
     def before_node_run(self, node, catalog, inputs, is_async) -> None:
-        super().before_node_run(node, catalog, plain_params(inputs), is_async)
+        # Reopens the run in this thread; the parameters are logged already.
+        super().before_node_run(node, catalog, {}, is_async)

@@ -13,6 +13,13 @@ video-hours per hour and an ETA:
 
 Videos that the dataset skips because their output already exists (a resumed
 run) count as done at once and do not enter the rates.
+
+Long stages also report progress inside a video: a stage's worker tells
+:data:`NODE_EVENTS` how many of a video's units are done (Stage 2:
+tree nodes captioned; Stage 3: Self-Refine rounds settled) through
+:func:`node_reporter`, so the line moves while a video runs and the ETA comes
+from the rate of units. Workers in Ray actors forward their reports to the
+driver, which reads them twice a second.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
@@ -86,6 +94,16 @@ class VideoProgress:
         self.total = total
         self.done = self.failed = self.resumed = self.nodes = 0
         self.video_s = 0.0
+        # Units inside videos (nodes, rounds), from the stage's workers: the
+        # name, each running video's [done, total], units done in finished
+        # videos, and the totals of every video that reported (to size the
+        # videos not started yet).
+        self.unit: str | None = None
+        self._running: dict[str, list[int]] = {}
+        self._units_finished = 0
+        self._sizes: dict[str, int] = {}
+        self._units_since: float | None = None  # the first report (models loaded)
+        self._finished: set[str] = set()  # a late report of one is ignored
         self.line_every_s = line_every_s
         self.mlflow_every_s = mlflow_every_s
         self._lock = threading.Lock()
@@ -107,7 +125,11 @@ class VideoProgress:
             self._report()
 
     def finish_video(
-        self, video_s: float | None, nodes: int, failed: bool = False
+        self,
+        video_s: float | None,
+        nodes: int,
+        failed: bool = False,
+        video_uid: str | None = None,
     ) -> None:
         """One video finished here (``failed``: it became an error record)."""
         with self._lock:
@@ -115,17 +137,56 @@ class VideoProgress:
             self.failed += failed
             self.nodes += nodes
             self.video_s += video_s or 0.0
+            units = self._running.pop(video_uid, None) if video_uid else None
+            if units is not None:  # all done, unless it failed (the last report
+                # of a Ray worker may come after the result)
+                self._units_finished += units[0] if failed else units[1]
+            if video_uid:
+                self._finished.add(video_uid)
         self._report()
+
+    def video_units(self, video_uid: str, unit: str, done: int, total: int) -> None:
+        """``done`` of ``total`` units (``unit``: nodes, rounds) of a running video."""
+        with self._lock:
+            if video_uid in self._finished:
+                return
+            self.unit = self.unit or unit
+            if self._units_since is None:
+                self._units_since = time.monotonic()
+            known = self._running.setdefault(video_uid, [0, total])
+            known[:] = [max(known[0], done), total]  # reports may cross threads
+            self._sizes[video_uid] = total
+        self._report()
+
+    def _units(self) -> tuple[int, int, float] | None:
+        """Units done, units known (videos started) and an estimate of the units
+        left (videos not started sized like those seen); None before any report.
+        Call with the lock held."""
+        if not self._sizes:
+            return None
+        done = self._units_finished + sum(d for d, _ in self._running.values())
+        known = done + sum(t - d for d, t in self._running.values())
+        waiting = self.total - self.done - self.resumed - len(self._running)
+        mean = sum(self._sizes.values()) / len(self._sizes)
+        return done, known, known - done + max(waiting, 0) * mean
 
     # ---------------------------------------------------------------- figures
     def figures(self) -> dict[str, float | None]:
-        """Videos done, failed, nodes/s, video-hours/hour, elapsed and ETA (s)."""
+        """Videos done, failed, nodes/s, video-hours/hour, elapsed and ETA (s);
+        with units reported, ``<unit>_done``, ``<unit>_total`` (of the videos
+        started so far) and ``<unit>_done_per_s`` (since the first report, so
+        model loading does not count), and the ETA from that rate."""
         with self._lock:
             elapsed = max(time.monotonic() - self._start, 1e-9)
             finished = self.done + self.resumed
             remaining = max(self.total - finished, 0)
             eta = remaining * elapsed / self.done if self.done else None
-            return {
+            units = self._units()
+            if units is not None:
+                unit_s = max(time.monotonic() - (self._units_since or 0.0), 1e-9)
+                if units[0]:
+                    eta = units[2] * unit_s / units[0]
+            found: dict[str, float | None] = {
                 "videos_done": finished,
                 "videos_total": self.total,
                 "videos_failed": self.failed,
@@ -134,6 +195,19 @@ class VideoProgress:
                 "elapsed_s": elapsed,
                 "eta_s": 0.0 if not remaining else eta,
             }
+            if units is not None:
+                found[f"{self.unit}_done"], found[f"{self.unit}_total"] = units[:2]
+                found[f"{self.unit}_done_per_s"] = units[0] / unit_s
+            return found
+
+    def _rates_text(self, figures: dict[str, Any]) -> str:
+        """``57/135 nodes, 1.20 nodes/s`` once units are reported (their rate
+        since the first report), else the tree nodes of the videos done per s."""
+        unit = self.unit
+        if unit is None or f"{unit}_done" not in figures:
+            return f"{figures['nodes_per_s']:.2f} nodes/s"
+        done, total = figures[f"{unit}_done"], figures[f"{unit}_total"]
+        return f"{done}/{total} {unit}, {figures[f'{unit}_done_per_s']:.2f} {unit}/s"
 
     def line(self) -> str:
         """The figures as one log line."""
@@ -143,7 +217,7 @@ class VideoProgress:
         extra += f", {f['videos_failed']} failed" if f["videos_failed"] else ""
         return (
             f"{self.stage}: {f['videos_done']}/{self.total} videos ({share:.0%}"
-            f"{extra}), {f['nodes_per_s']:.2f} nodes/s, "
+            f"{extra}), {self._rates_text(f)}, "
             f"{f['video_hours_per_hour']:.2f} video-h/h, "
             f"elapsed {format_duration(f['elapsed_s'])}, "
             f"ETA {format_duration(f['eta_s'])}"
@@ -154,7 +228,8 @@ class VideoProgress:
         with self._report_lock:  # the timer thread and the saving thread
             now = time.monotonic()
             if self._bar is not None:
-                self._bar.update(self.figures())
+                figures = self.figures()
+                self._bar.update(figures, self._rates_text(figures))
             elif final or now - self._last_line >= self.line_every_s:
                 self._last_line = now
                 logger.info(self.line())
@@ -219,12 +294,12 @@ class _RichBar:
         self.task = self.progress.add_task(stage, total=total, figures="")
         self.progress.start()
 
-    def update(self, figures: dict[str, Any]) -> None:
+    def update(self, figures: dict[str, Any], rates: str) -> None:
         self.progress.update(
             self.task,
             completed=figures["videos_done"],
             figures=(
-                f"{figures['nodes_per_s']:.2f} nodes/s "
+                f"{rates} "
                 f"{figures['video_hours_per_hour']:.2f} video-h/h "
                 f"ETA {format_duration(figures['eta_s'])}"
             ),
@@ -257,22 +332,32 @@ def track_videos(
 
     The dataset saves videos in the mapping's order and skips those already on
     disk without calling them, so calling video ``i`` means that the ones before
-    it that were not called had been done by an earlier run.
+    it that were not called had been done by an earlier run. Work that tells
+    which videos it will compute (the scheduler's ``plan``) has the others
+    counted as done as soon as that is known.
     """
     position = {uid: index for index, uid in enumerate(results)}
-    state = {"next": 0}
+    state = {"next": 0, "planned": False}
+
+    def planned(uids: list[str]) -> None:
+        state["planned"] = True
+        progress.skip(len(position) - len(uids))
+
+    if hasattr(results, "plan_listeners"):
+        results.plan_listeners.append(planned)
 
     def wrap(uid: str, work: Callable[[], Any]) -> Callable[[], Any]:
         def run() -> Any:
             index = position[uid]
-            progress.skip(index - state["next"])
+            if not state["planned"]:
+                progress.skip(index - state["next"])
             state["next"] = max(state["next"], index + 1)
             result = work()
             seconds = durations.get(uid)
             if seconds is None and isinstance(result, dict):
                 seconds = result.get("duration")
             progress.finish_video(
-                seconds, count_nodes(result), isinstance(result, VideoFailure)
+                seconds, count_nodes(result), isinstance(result, VideoFailure), uid
             )
             return result
 
@@ -281,6 +366,58 @@ def track_videos(
     for uid, item in list(results.items()):
         if callable(item):
             results[uid] = wrap(uid, item)
+
+
+class NodeEvents:
+    """Progress inside the videos being computed in this process.
+
+    Workers report ``(done, total)`` units of a video; the open
+    :class:`VideoProgress` that follows the video hears it. In a Ray actor the
+    reports are forwarded to the driver instead (see
+    :mod:`action100m.runtime.executor`). Reports about a video nobody follows (a
+    worker driven outside a ``kedro run``) are dropped.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listeners: dict[str, VideoProgress] = {}
+        self._forward: Callable[[str, str, int, int], None] | None = None
+
+    def forward(self, send: Callable[[str, str, int, int], None] | None) -> None:
+        """Send every report of this process to ``send`` (a Ray actor's)."""
+        self._forward = send
+
+    def listen(self, video_uids: Iterable[str], progress: VideoProgress) -> None:
+        with self._lock:
+            self._listeners.update(dict.fromkeys(video_uids, progress))
+
+    def forget(self, progress: VideoProgress) -> None:
+        with self._lock:
+            for uid in [u for u, p in self._listeners.items() if p is progress]:
+                del self._listeners[uid]
+
+    def report(self, video_uid: str, unit: str, done: int, total: int) -> None:
+        if self._forward is not None:
+            self._forward(video_uid, unit, done, total)
+            return
+        with self._lock:
+            listener = self._listeners.get(video_uid)
+        if listener is not None:
+            listener.video_units(video_uid, unit, done, total)
+
+
+#: The per-node progress of this process's workers.
+NODE_EVENTS = NodeEvents()
+
+
+def node_reporter(video_uid: str, unit: str) -> Callable[[int, int], None]:
+    """What a worker calls with ``(done, total)`` as one video's units get done.
+
+    Args:
+        video_uid: The video.
+        unit: What is counted, plural (``nodes``, ``rounds``).
+    """
+    return partial(NODE_EVENTS.report, video_uid, unit)
 
 
 class ProgressHook:
@@ -306,16 +443,19 @@ class ProgressHook:
         progress = VideoProgress(stage, len(data))
         self._open[dataset_name] = progress
         track_videos(data, progress, self._durations)
+        NODE_EVENTS.listen(data, progress)
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str) -> None:
         progress = self._open.pop(dataset_name, None)
         if progress is not None:
+            NODE_EVENTS.forget(progress)
             progress.skip(progress.total - progress.done - progress.resumed)
             progress.close()
 
     @hook_impl
     def on_pipeline_error(self) -> None:
         for progress in self._open.values():
+            NODE_EVENTS.forget(progress)
             progress.close()
         self._open.clear()

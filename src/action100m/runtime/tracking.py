@@ -1,12 +1,14 @@
 """Run tracking: per-stage wall, CPU and GPU hours, model revisions, to MLflow.
 
-``RunTrackingHook`` (registered in ``settings.py``) times every node from its
-start to the end of the last save of its outputs (the lazy per-video work runs
-inside those saves), takes the union of those spans per stage (pipeline), so
-nodes that overlap under a threaded runner are not counted twice, and logs them
-to the MLflow run that kedro-mlflow opened, together with every model's id and
-resolved revision, the prompt template hash, package versions, the project's git
-commit, and how many per-video outputs each dataset reused, wrote and recomputed.
+``RunTrackingHook`` (registered in ``settings.py``) writes the run's record
+(:mod:`action100m.runtime.run_record`) as its first node starts, times every
+node from its start to the end of the last save of its outputs (the lazy
+per-video work runs inside those saves), takes the union of those spans per
+stage (pipeline), so nodes that overlap under a threaded runner are not counted
+twice, and logs them to the MLflow run that kedro-mlflow opened, together with
+every model's id and resolved revision, the prompt template hash, package
+versions, the project's git commit, and how many per-video outputs each dataset
+reused, wrote and recomputed.
 """
 
 from __future__ import annotations
@@ -15,13 +17,17 @@ import hashlib
 import logging
 import os
 import subprocess
+import threading
 import time
+from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
 from action100m.models.work import RUN_WORK
+from action100m.runtime.mlflow_params import plain_params, session_params
+from action100m.runtime.run_record import RUN_CONFIG, RUN_CONFIG_FILE, run_record
 
 logger = logging.getLogger(__name__)
 # Datasets logged as MLflow artifacts once the run ends (name -> artifact folder).
@@ -30,6 +36,7 @@ logger = logging.getLogger(__name__)
 ARTIFACT_KEY = "mlflow_artifact"
 MAX_TIMELINE_ARTIFACTS = 200  # a large run keeps the rest in its output folder only
 PACKAGES = (
+    "action100m",
     "kedro",
     "kedro-mlflow",
     "mlflow",
@@ -40,6 +47,8 @@ PACKAGES = (
     "xgrammar",
     "scikit-learn",
     "pyarrow",
+    "ray",
+    "numpy",
 )
 
 
@@ -127,10 +136,11 @@ def _gpu_count() -> int:
         return 0
 
 
-def _git_commit() -> str | None:
+def _git_commit(folder: str | None = None) -> str | None:
     try:
         return subprocess.run(
             ["git", "rev-parse", "HEAD"],
+            cwd=folder,
             capture_output=True,
             text=True,
             check=True,
@@ -192,6 +202,8 @@ class RunTrackingHook:
         self._saved: set[str] = set()
         self._stored: dict[str, str] = {}  # dataset name -> its location
         self._params: dict[str, Any] = {}
+        self._record: dict[str, Any] | None = None  # the run's, until written
+        self._record_lock = threading.Lock()
 
     @hook_impl
     def after_context_created(self, context) -> None:
@@ -217,22 +229,45 @@ class RunTrackingHook:
         self._catalog = catalog
         self._saved.clear()
         self._stored.clear()
-        tags = {f"version.{p}": _version(p) for p in PACKAGES}
-        tags["git_commit"] = _git_commit() or "unknown"
+        started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        versions = {p: _version(p) for p in PACKAGES}
+        commit = _git_commit(run_params.get("project_path"))
+        tags = {f"version.{p}": v for p, v in versions.items()}
+        tags["git_commit"] = commit or "unknown"
         from action100m.core.params import PromptParams
         from action100m.models.llm.prompts import load_prompt_template
 
-        identities = model_identities(self._params)
-        prompt = self._params.get("aggregation", {}).get("prompt", {})
-        path = prompt.get("template", PromptParams().template)
-        identities["prompt.aggregation_hash"] = load_prompt_template(path).hash()
-        identities["prompt.aggregation_template"] = path
+        params = session_params(catalog)
+        plain = plain_params(params)
+        models = model_identities(plain)
+        path = plain.get("aggregation", {}).get("prompt", {}).get("template")
+        path = path or PromptParams().template
+        prompt = {"template": path, "hash": load_prompt_template(path).hash()}
+        identities = {
+            **models,
+            "prompt.aggregation_hash": prompt["hash"],
+            "prompt.aggregation_template": path,
+        }
         names = run_params.get("pipeline_names") or ["__default__"]
         tags["kedro.env"] = run_params.get("env") or "base"
+        record = run_record(
+            params,
+            run_params,
+            models,
+            prompt,
+            versions,
+            commit,
+            started_at,
+            self._log(lambda mlflow: mlflow.active_run().info.run_id),
+        )
+        # Written beside the outputs once the first node starts: a run stopped
+        # before any work (a missing model folder) leaves the last one's.
+        self._record = record if RUN_CONFIG in catalog else None
         self._log(
             lambda mlflow: (
                 mlflow.set_tags(tags),
                 mlflow.log_params(identities),
+                mlflow.log_dict(record, RUN_CONFIG_FILE),
                 _name_run(mlflow, "+".join(names), tags["kedro.env"]),
             )
         )
@@ -259,6 +294,10 @@ class RunTrackingHook:
 
     @hook_impl
     def before_node_run(self, node) -> None:
+        with self._record_lock:
+            record, self._record = self._record, None
+        if record is not None:
+            self._catalog.save(RUN_CONFIG, record)
         now, cpu = time.perf_counter(), time.process_time()
         self._spans[node.name] = [now, now, cpu, cpu]
 
@@ -357,14 +396,16 @@ class RunTrackingHook:
         return metrics
 
     @staticmethod
-    def _log(action) -> None:
+    def _log(action) -> Any:
+        """``action(mlflow)``'s result when a run is active, else None."""
         try:
             import mlflow
 
             if mlflow.active_run() is not None:
-                action(mlflow)
+                return action(mlflow)
         except Exception as exc:  # noqa: BLE001 - tracking must not fail a run
             logger.warning("MLflow logging failed: %s", exc)
+        return None
 
 
 def _name_run(mlflow, pipelines: str, env: str) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any
 
@@ -37,6 +37,7 @@ async def refine_annotation(
     rounds: int,
     reasoning_efforts: list[str | None],
     template: PromptTemplate | None = None,
+    on_rounds: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Run the Self-Refine rounds for one segment.
 
@@ -50,6 +51,8 @@ async def refine_annotation(
         rounds: Number of rounds (1 = no refinement).
         reasoning_efforts: Reasoning effort per round (the last one repeats).
         template: Gives the refine turn (None: the default template).
+        on_rounds: Called with the number of rounds settled: 1 per round
+            answered, all those left when a round fails.
 
     Returns:
         ``gpt`` (the last valid round's annotation, or None), ``landed_round``
@@ -59,6 +62,7 @@ async def refine_annotation(
     conversation = list(messages)
     history: list[dict[str, Any]] = []
     error = None
+    settle = on_rounds or (lambda count: None)
     for index in range(rounds):
         effort = (
             reasoning_efforts[min(index, len(reasoning_efforts) - 1)]
@@ -69,7 +73,9 @@ async def refine_annotation(
             done = await client.complete(conversation, effort)
         except CompletionFailed as exc:
             error = f"round {index + 1}: {exc}"
+            settle(rounds - index)
             break
+        settle(1)
         answer = done.annotation.model_dump()
         history.append(
             {
@@ -112,6 +118,7 @@ async def annotate_tree(
     tree: SegmentTree,
     params: Any,
     template: PromptTemplate | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """``gpt`` for every eligible node of one tree, all nodes concurrently.
 
@@ -120,6 +127,8 @@ async def annotate_tree(
         tree: The tree with Stage 2 captions and metadata.
         params: ``AggregationParams``.
         template: The prompt template (None: the default template file).
+        on_progress: Called with ``(rounds settled, rounds)`` over all eligible
+            nodes as rounds are answered (live progress).
 
     Returns:
         ``annotations`` (node id -> gpt), per-node ``rounds``, ``landed_round``,
@@ -139,7 +148,17 @@ async def annotate_tree(
         prompts[node.node_id] = prompt.messages
         contexts[node.node_id] = prompt.context
 
+    total, settled = len(nodes) * params.llm.rounds, 0
+    report = on_progress or (lambda done, total: None)
+    report(0, total)
+
+    def rounds_settled(count: int) -> None:  # on this event loop only
+        nonlocal settled
+        settled += count
+        report(settled, total)
+
     async def no_prompt(reason: str) -> dict[str, Any]:
+        rounds_settled(params.llm.rounds)
         return {"gpt": None, "landed_round": None, "rounds": [], "error": reason}
 
     results = await gather_or_cancel(
@@ -150,6 +169,7 @@ async def annotate_tree(
                 params.llm.rounds,
                 params.llm.reasoning_effort,
                 template,
+                rounds_settled,
             )
             if node.node_id in prompts
             else no_prompt(prompt_errors[node.node_id])

@@ -28,6 +28,7 @@ from action100m.models.work import collecting_work, counting_video
 from action100m.release.assembly import assemble_tree
 from action100m.runtime.executor import StageWorker, VideoWork, map_videos
 from action100m.runtime.fingerprint import made_by, stage_identity
+from action100m.runtime.progress import node_reporter
 
 logger = logging.getLogger(__name__)
 STAGE = "aggregation"
@@ -69,7 +70,11 @@ class AggregationWorker(StageWorker):
         with counting_video() as spent:
             try:
                 result = await annotate_tree(
-                    self.client, tree, self.params, self.template
+                    self.client,
+                    tree,
+                    self.params,
+                    self.template,
+                    node_reporter(tree.video_uid, "rounds"),
                 )
             except Exception as exc:  # noqa: BLE001 - recorded as the video's failure
                 failure = failure_of(STAGE, tree.video_uid, exc)

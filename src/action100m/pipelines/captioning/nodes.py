@@ -10,6 +10,8 @@ stretching (letterboxed or centre-cropped, ``frame_aspect``).
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -35,10 +37,13 @@ from action100m.models.captioners import (
 from action100m.models.work import collecting_work
 from action100m.runtime.executor import StageWorker, VideoWork, map_videos
 from action100m.runtime.fingerprint import made_by, stage_identity
+from action100m.runtime.progress import node_reporter
 
 logger = logging.getLogger(__name__)
 STAGE = "captioning"
-CAPTION_FIELDS = ("plm_caption", "plm_action", "llama3_caption")
+PLM_FIELDS = ("plm_caption", "plm_action")  # every node
+LLAMA_FIELDS = ("llama3_caption",)  # every leaf
+CAPTION_FIELDS = PLM_FIELDS + LLAMA_FIELDS
 
 
 def node_frame_times(node: Node, num_frames: int) -> tuple[float, ...]:
@@ -112,15 +117,42 @@ class _VideoCaptions:
     """Accumulates one video's captions and per-node errors.
 
     Batching backends caption a batch once it is full; streaming ones (served
-    models) get each request as soon as its frames are decoded.
+    models) get each request as soon as its frames are decoded. ``on_progress``
+    hears ``(nodes done, nodes)`` each time a node has all its fields answered
+    (or failed).
     """
 
-    def __init__(self, tree: SegmentTree, plm: Captioner, llama: Captioner, params):
+    def __init__(
+        self,
+        tree: SegmentTree,
+        plm: Captioner,
+        llama: Captioner,
+        params,
+        on_progress: Callable[[int, int], None] | None = None,
+    ):
         self.plm, self.llama, self.params = plm, llama, params
         self.fields = {n.node_id: dict.fromkeys(CAPTION_FIELDS) for n in tree.nodes}
         self.errors: list[dict[str, Any]] = []
         self.pending: dict[str, list[tuple[str, list]]] = {"plm": [], "llama": []}
         self.sent: list[tuple[str, str, Future]] = []
+        # Answers still awaited per node; answers of served models arrive on
+        # their clients' threads.
+        leaves = {n.node_id for n in tree.leaves()}
+        self.awaited = {
+            node_id: len(PLM_FIELDS) + len(LLAMA_FIELDS) * (node_id in leaves)
+            for node_id in self.fields
+        }
+        self.nodes_done = 0
+        self.on_progress = on_progress or (lambda done, total: None)
+        self._lock = threading.Lock()
+        self.on_progress(0, len(self.awaited))
+
+    def _answered(self, node_id: str) -> None:
+        with self._lock:
+            self.awaited[node_id] -= 1
+            if not self.awaited[node_id]:
+                self.nodes_done += 1
+                self.on_progress(self.nodes_done, len(self.awaited))
 
     def add(self, kind: str, node_id: str, frames: list) -> None:
         if kind == "plm":
@@ -131,6 +163,7 @@ class _VideoCaptions:
             requests = self._requests(kind, [(node_id, frames)])
             futures = captioner.submit_many([r for _, _, r in requests])
             for (node, field, _), future in zip(requests, futures, strict=True):
+                future.add_done_callback(lambda _, node=node: self._answered(node))
                 self.sent.append((node, field, future))
             return
         self.pending[kind].append((node_id, frames))
@@ -180,6 +213,7 @@ class _VideoCaptions:
             results = captioner([r for _, _, r in requests])
             for (node_id, field, _), result in zip(requests, results, strict=True):
                 self._store(node_id, field, result)
+                self._answered(node_id)
 
     def finish(self) -> None:
         """Caption what is still batched and wait for the requests sent."""
@@ -197,6 +231,7 @@ def caption_video(
     llama: Captioner,
     params: CaptioningParams,
     source: VideoSource | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Caption one video's tree from a single decoding pass.
 
@@ -207,12 +242,14 @@ def caption_video(
         llama: The set-up Llama-3.2-Vision captioner.
         params: Captioning parameters (prompts, frame counts, sizes).
         source: The file with its storage options (default: the row's path).
+        on_progress: Called with ``(nodes done, nodes)`` as nodes get all their
+            captions (live progress).
 
     Returns:
         ``captions`` (node id -> the three fields), per-node ``errors`` and the
         ``models`` that wrote them.
     """
-    result = _VideoCaptions(tree, plm, llama, params)
+    result = _VideoCaptions(tree, plm, llama, params, on_progress)
     source = source or VideoSource(video["video_uid"], video["path"])
     for (kind, node_id), frames in frames_at_times(
         source,
@@ -291,7 +328,13 @@ class CaptioningWorker(StageWorker):
             STAGE,
             video["video_uid"],
             lambda: caption_video(
-                tree, video, self.plm, self.llama, self.params, source
+                tree,
+                video,
+                self.plm,
+                self.llama,
+                self.params,
+                source,
+                node_reporter(video["video_uid"], "nodes"),
             ),
             video["path"],
         )
