@@ -23,8 +23,8 @@ from action100m.release.dataset_card import (
     card_statistics,
     size_category,
 )
-from tests.test_params import conf_params
 from action100m.runtime.run_record import RUN_CONFIG, RUN_CONFIG_FILE
+from tests.test_params import conf_params
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,8 +19,8 @@ from action100m.core.schema import RELEASE_SCHEMA
 from action100m.datasets.partitions import DONE_MARKER
 from action100m.release.shards import read_release
 from action100m.release.validation import table_violations
-from action100m.runtime.tracking import stored_bytes
 from action100m.runtime.run_record import RUN_CONFIG_FILE
+from action100m.runtime.tracking import stored_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
