@@ -285,6 +285,13 @@ def test_demo_run_logs_stage_costs_quality_and_work(demo_run):
     for role in ("plm", "llama", "llm"):
         assert metrics[f"work.{role}.prompt_tokens"] > 0
         assert metrics[f"work.{role}.generated_tokens"] > 0
+    # The captioners' engines count their decoding work (a row refilled as soon
+    # as its answer ends: every paid row-step makes a token while requests wait).
+    for role in ("plm", "llama"):
+        for counter in ("decode_steps", "prefill_tokens", "vision_frames"):
+            assert metrics[f"work.{role}.{counter}"] > 0, (role, counter)
+        if metrics[f"work.{role}.slot_steps"]:
+            assert metrics[f"work.{role}.slot_occupancy"] > 0.9
     summary = json.loads((demo_run.out / "run_summary.json").read_text())
     assert summary["metrics"]["videos"] == 3
     # One vision pass of 32 frames per node: caption and action share it.
