@@ -290,7 +290,7 @@ def test_demo_run_logs_stage_costs_quality_and_work(demo_run):
     for name, path in (
         ("intermediate_frame_embeddings", out / "intermediate" / "frame_embeddings"),
         ("intermediate_annotations", out / "intermediate" / "annotations"),
-        ("release_parquet", out / "action100m.parquet"),
+        ("release_parquet", out / "data"),
     ):
         stored = metrics[f"storage.{name}_bytes_per_video_hour"]
         assert stored == pytest.approx(stored_bytes(str(path)) / hours), name
