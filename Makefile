@@ -34,6 +34,7 @@ demo: setup
 	@echo "Viewers         : $(DEMO_OUTPUT)/viewer/<video_uid>.html, timelines/<video_uid>.png"
 	@echo "FiftyOne export : $(DEMO_OUTPUT)/fiftyone/ (fo.types.FiftyOneDataset), card: README.md"
 	@echo "Run summary     : $(DEMO_OUTPUT)/run_summary.json"
+	@echo "Run settings    : $(DEMO_OUTPUT)/run_config.json (every parameter, models, versions)"
 	@echo "MLflow runs     : mlflow.db   (make mlflow, http://127.0.0.1:5000)"
 	@echo "Pipeline graph  : make viz    (http://127.0.0.1:4141)"
 
