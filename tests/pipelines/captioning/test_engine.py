@@ -225,3 +225,34 @@ def test_both_engines_count_prefill_and_vision(tiny_models, engine):
     assert work["vision_frames"] == 8 + 16  # one vision pass per clip
     assert work["prefill_tokens"] >= work["prompt_tokens"] > 0
     assert work["decode_steps"] > 0
+
+
+def test_a_failed_video_hands_over_what_it_spent(tiny_models, tmp_path):
+    from action100m.core.errors import VideoFailure
+    from action100m.core.tree import Node, SegmentTree, make_node_id
+    from action100m.media.video import VideoSource
+    from action100m.models.work import RUN_WORK, collect_work
+    from action100m.pipelines.captioning.nodes import CaptioningWorker
+
+    params = CaptioningParams(
+        plm=PLMParams(model_id=str(tiny_models["perception_lm"]), device="cpu"),
+        llama=LlamaParams(model_id=str(tiny_models["mllama"]), device="cpu"),
+    )
+    worker = CaptioningWorker(params)
+    worker._setup()
+    # Work the video spent before its file broke (requests already answered).
+    worker.llama([CaptionRequest(_frames(1), "the image shows", "image")])
+    spent = worker.llama.work.as_dict()
+    uid = "gone"
+    root = Node(make_node_id(uid, 0.0, 2.0), None, 0, 0.0, 2.0)
+    video = {"video_uid": uid, "path": str(tmp_path / "gone.mp4"), "duration": 2.0}
+    result = worker(
+        (SegmentTree(uid, [root]).to_dict(), video, VideoSource(uid, video["path"]))
+    )
+    worker.teardown()
+    assert isinstance(result, VideoFailure)
+    assert result.work["llama"] == spent and spent["calls"] == 1
+    RUN_WORK.reset()
+    assert isinstance(collect_work(result, 2.0), VideoFailure)
+    assert RUN_WORK.metrics()["work.llama.calls"] == 1  # counted in the totals
+    assert worker.llama.work.as_dict()["calls"] == 0  # not left for the next video

@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -324,7 +325,7 @@ class CaptioningWorker(StageWorker):
     ) -> Any:
         tree_data, video, source = payload
         tree = SegmentTree.from_dict(tree_data)
-        return record_failure(
+        result = record_failure(
             STAGE,
             video["video_uid"],
             lambda: caption_video(
@@ -338,6 +339,10 @@ class CaptioningWorker(StageWorker):
             ),
             video["path"],
         )
+        if isinstance(result, VideoFailure):  # what it spent reaches the totals
+            work = {"plm": self.plm.work.take(), "llama": self.llama.work.take()}
+            result = replace(result, work=work)
+        return result
 
 
 def caption_trees(
