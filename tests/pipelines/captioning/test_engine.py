@@ -256,3 +256,13 @@ def test_a_failed_video_hands_over_what_it_spent(tiny_models, tmp_path):
     assert isinstance(collect_work(result, 2.0), VideoFailure)
     assert RUN_WORK.metrics()["work.llama.calls"] == 1  # counted in the totals
     assert worker.llama.work.as_dict()["calls"] == 0  # not left for the next video
+
+
+def test_a_static_captioner_answers_a_single_submit(tiny_models):
+    captioner = TransformersCaptioner(
+        str(tiny_models["mllama"]), device="cpu", max_new_tokens=3, engine="static"
+    )
+    captioner.ensure_setup()
+    request = CaptionRequest(_frames(1), "the image shows", "image")
+    assert not captioner.streams
+    assert captioner.submit(request).result() == captioner([request])[0]

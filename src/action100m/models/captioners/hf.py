@@ -477,6 +477,8 @@ class TransformersCaptioner(Captioner):
         return futures
 
     def submit(self, request: CaptionRequest):
+        if not self.streams:  # static batches answer at once (the base's way)
+            return super().submit(request)
         return self.submit_many([request])[0]
 
     def teardown_engine(self) -> None:
