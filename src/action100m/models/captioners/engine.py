@@ -241,13 +241,19 @@ class _Row:
 # -- the engine ------------------------------------------------------------------
 
 
-def kv_bytes_per_row(model, capacity: int, cross_capacity: int) -> int:
-    """Bytes of one row's keys and values in every layer."""
-    text = model.config.get_text_config()
+def kv_geometry(text) -> tuple[int, int]:
+    """Key/value heads and head size of the language model of config ``text``."""
     heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
     dim = (
         getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
     )
+    return heads, dim
+
+
+def kv_bytes_per_row(model, capacity: int, cross_capacity: int) -> int:
+    """Bytes of one row's keys and values in every layer."""
+    text = model.config.get_text_config()
+    heads, dim = kv_geometry(text)
     cross = set(getattr(text, "cross_attention_layers", None) or ())
     element = torch.finfo(model.dtype).bits // 8
     tokens = sum(
@@ -288,9 +294,11 @@ class SlotEngine:
         cuda_graphs: bool = True,
     ) -> None:
         self.model, self.slots, self.work, self.decode = model, slots, work, decode
+        self.buckets = buckets(slots)
         self.device = next(model.parameters()).device
         self.dtype = model.dtype
         self.eos = torch.tensor(eos_ids, device=self.device)
+        self.eos_ids = set(eos_ids)
         self.pad_id = pad_id
         self.suppress = torch.tensor(suppress_ids, dtype=torch.long, device=self.device)
         text = model.config.get_text_config()
@@ -322,10 +330,7 @@ class SlotEngine:
     def _allocate(self, capacity: int) -> None:
         """Cache regions of ``capacity`` positions per row (old contents kept)."""
         text = self.model.config.get_text_config()
-        heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
-        dim = getattr(text, "head_dim", None) or (
-            text.hidden_size // text.num_attention_heads
-        )
+        heads, dim = kv_geometry(text)
         device, slots = self.device, self.slots
         old = getattr(self, "cache", None)
         write_at = torch.zeros(slots, dtype=torch.long, device=device)
@@ -375,15 +380,20 @@ class SlotEngine:
 
     # -- the decoding step ---------------------------------------------------
 
+    def _mask(self, visible: torch.Tensor) -> torch.Tensor:
+        """The attention mask of ``visible`` (True: attend) in the form the
+        attention implementation takes: boolean, or additive for eager."""
+        if not self.eager_mask:
+            return visible
+        low = torch.finfo(self.dtype).min
+        zeros = torch.zeros(visible.shape, dtype=self.dtype, device=self.device)
+        return zeros.masked_fill(~visible, low)
+
     def _forward_step(self, n: int) -> torch.Tensor:
         """Logits of the next token of rows ``[0, n)`` (idle ones included)."""
         write_at = self.cache.state.write_at[:n]
         visible = self.positions[None, :] <= write_at[:, None]
-        mask = visible[:, None, None, :]
-        if self.eager_mask:
-            low = torch.finfo(self.dtype).min
-            mask = torch.zeros(mask.shape, dtype=self.dtype, device=self.device)
-            mask = mask.masked_fill(~visible[:, None, None, :], low)
+        mask = self._mask(visible[:, None, None, :])
         extra = {}
         if self.cross_mask is not None:
             extra["cross_attention_mask"] = self.cross_mask[:n]
@@ -406,7 +416,7 @@ class SlotEngine:
         graphs: dict[int, tuple[Any, torch.Tensor]] = {}
         pool = None
         try:
-            for n in sorted(buckets(self.slots), reverse=True):
+            for n in reversed(self.buckets):
                 state.rows = n
                 stream = torch.cuda.Stream()
                 stream.wait_stream(torch.cuda.current_stream())
@@ -463,12 +473,7 @@ class SlotEngine:
         state.row, state.start = slot, start
         positions = torch.arange(start, start + length, device=self.device)
         keys = torch.arange(start + length, device=self.device)
-        visible = keys[None, :] <= positions[:, None]
-        mask = visible[None, None]
-        if self.eager_mask:
-            low = torch.finfo(self.dtype).min
-            mask = torch.zeros(mask.shape, dtype=self.dtype, device=self.device)
-            mask = mask.masked_fill(~visible[None, None], low)
+        mask = self._mask((keys[None, :] <= positions[:, None])[None, None])
         extra = {
             k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")
         }
@@ -510,7 +515,7 @@ class SlotEngine:
         self.min_new[slot] = question.min_new_tokens
         self.stop_at[slot] = stop_at
         self.active[slot] = True
-        if first in self._eos_list or question.max_new_tokens <= 1:
+        if first in self.eos_ids or question.max_new_tokens <= 1:
             self._finish(slot)
 
     def _admit(self, slot: int, job: Job) -> None:
@@ -536,7 +541,7 @@ class SlotEngine:
         """An answer ended: hand it over; ask the next question or free the row."""
         row = self.rows[slot]
         tokens = self.out[slot, : int(self.steps[slot])].tolist()
-        eos = self._eos_list
+        eos = self.eos_ids
         text = self.decode([t for t in tokens if t not in eos])
         self.work.add(generated_tokens=len(tokens))
         question = row.job.questions[row.question]
@@ -547,7 +552,6 @@ class SlotEngine:
             self._ask(slot, row)
         else:
             self.rows[slot] = None
-            self.active[slot] = False
 
     def _fail_row(self, slot: int, exc: BaseException) -> None:
         row = self.rows[slot]
@@ -559,10 +563,6 @@ class SlotEngine:
                     question.future.set_exception(exc)
 
     # -- the loop ----------------------------------------------------------------
-
-    @property
-    def _eos_list(self) -> list[int]:
-        return self.eos.tolist()
 
     def submit(self, job: Job) -> None:
         """Queue a job; its questions' futures resolve as their answers end."""
@@ -633,7 +633,7 @@ class SlotEngine:
         busy = [slot for slot, row in enumerate(self.rows) if row is not None]
         if not busy:
             return
-        bucket = next(b for b in buckets(self.slots) if b >= len(busy))
+        bucket = next(b for b in self.buckets if b >= len(busy))
         free = [slot for slot in range(bucket) if self.rows[slot] is None]
         for source in (slot for slot in busy if slot >= bucket):
             target = free.pop(0)
@@ -654,7 +654,7 @@ class SlotEngine:
         if not waiting:
             self._compact()
         top = max(slot for slot, row in enumerate(self.rows) if row is not None) + 1
-        n = next(b for b in buckets(self.slots) if b >= top)
+        n = next(b for b in self.buckets if b >= top)
         active = self.active[:n].clone()
         logits = self._logits(n)
         steps, out = self.steps[:n], self.out[:n]

@@ -55,10 +55,9 @@ def rows_that_fit(
     from a copy of a shared prefix, plus a full answer) and its widest prefill
     activation (the MLP's), for the language model of config ``text``.
     """
-    heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
-    head_dim = getattr(text, "head_dim", None) or (
-        text.hidden_size // text.num_attention_heads
-    )
+    from action100m.models.captioners.engine import kv_geometry
+
+    heads, head_dim = kv_geometry(text)
     kv_per_token = 2 * text.num_hidden_layers * heads * head_dim * element
     held = prompt_tokens * (2 if shared else 1) + max_new_tokens
     per_row = kv_per_token * held + prompt_tokens * text.intermediate_size * element * 2
