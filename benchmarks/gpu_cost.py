@@ -394,7 +394,7 @@ def run(
     report["videos_in_flight"] = in_flight
     say(f"stage 2: {report['stage2_seconds'] * in_flight:.1f} s, {in_flight} videos")
     for name, model in (("plm", plm), ("llama", llama)):
-        engine = model._engine
+        engine = model.slot_engine
         work = {
             counter: sum(r["work"][name][counter] for r in results)
             for counter in results[0]["work"][name]

@@ -170,7 +170,7 @@ def test_a_lone_long_answer_drains_on_the_smallest_bucket(tiny_models):
             for s, n in enumerate(lengths)
         ]
     )
-    engine = captioner._engine
+    engine = captioner.slot_engine
     assert all(isinstance(t, str) for t in texts)
     # after the short answers end, the long row moves to row 0 and runs alone
     assert engine.bucket_steps[1] >= 25
@@ -189,10 +189,10 @@ def test_a_longer_prompt_grows_the_rows(tiny_models):
     )  # fmt: skip
     short = _node_requests((4,))
     captioner(short)
-    first = captioner._engine.capacity
+    first = captioner.slot_engine.capacity
     long = _node_requests((96, 8))  # 96 frames: a prefix longer than the rows
     assert captioner(long) == reference(long)
-    assert captioner._engine.capacity > first
+    assert captioner.slot_engine.capacity > first
     captioner.teardown()
 
 

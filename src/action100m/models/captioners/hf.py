@@ -491,9 +491,10 @@ class TransformersCaptioner(Captioner):
         super().teardown()
 
     @property
-    def engine_slots(self) -> int:
-        """Decoding rows of the engine (0 before its first request)."""
-        return self._engine.slots if self._engine is not None else 0
+    def slot_engine(self):
+        """The continuous-batching engine (None before the first request, or
+        with ``engine: static``): its rows, step counts and busy time."""
+        return self._engine
 
     def __call__(self, batch: list[CaptionRequest]) -> list[str | CaptionFailure]:
         if self.streams:
